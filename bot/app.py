@@ -1,0 +1,142 @@
+"""The one HTTP server: Slack endpoint, ingest routes, health; the delivery worker and jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot.clock import Clock, utcnow
+from bot.delivery import Delivery, slack_client
+from bot.ingest.http import BadRequest, read_body, segment_endpoint
+from bot.jobs import scheduler
+from bot.pipeline import Pipeline
+from bot.services import Services
+from bot.settings import Settings
+from bot.slack import listeners
+from storage import Database
+from storage import outbox as outbox_store
+
+log = logging.getLogger("pqlbot.app")
+
+
+class _NoTokenNotice(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and then notes that our client's token wins: noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "will be unused" not in record.getMessage()
+
+
+logging.getLogger("pqlbot.bolt").addFilter(_NoTokenNotice())
+MAX_SLACK_BODY = 1024 * 1024
+SEGMENT_ROUTES = ("batch", "track", "identify", "group", "page", "screen", "alias")
+
+
+class Runtime:
+    """Everything one server process runs, wired together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        db: Database | None = None,
+        client: AsyncWebClient | None = None,
+        run_scheduler: bool = True,
+    ):
+        self.settings = settings
+        self.db = db or Database(settings.database_url)
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else "xoxb-unset"
+        self.client = client or slack_client(token, settings.slack_api_url)
+        model_text = settings.model_path.read_text("utf-8") if settings.model_path else None
+        self.pipeline = Pipeline(self.db, clock=clock, on_alert=self._wake, initial_model=model_text)
+        self.services = Services(settings=settings, db=self.db, pipeline=self.pipeline, clock=clock)
+        self.delivery = Delivery(self.services, self.client)
+        self.bolt = AsyncApp(
+            client=self.client,
+            signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
+            logger=logging.getLogger("pqlbot.bolt"),
+        )
+        listeners.register(self.bolt, self.services)
+        self.run_scheduler = run_scheduler
+
+    def _wake(self) -> None:
+        self.delivery.wake()
+
+    def prepare(self) -> None:
+        """Migrate the schema and install the first model (blocking; before serving)."""
+        self.db.upgrade()
+        self.pipeline.ensure_model()
+
+    # --- routes ----------------------------------------------------------------------------
+
+    async def slack_events(self, request: Request) -> Response:
+        try:
+            body = await read_body(request, MAX_SLACK_BODY)
+            bolt_request = to_async_bolt_request(request, body)  # decodes UTF-8 and parses the body
+        except BadRequest as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        except (UnicodeDecodeError, ValueError):
+            return PlainTextResponse("body is not a Slack request", status_code=400)
+        bolt_response = await self.bolt.async_dispatch(bolt_request)
+        return to_starlette_response(bolt_response)
+
+    async def health(self, request: Request) -> Response:
+        def check() -> dict[str, Any] | None:
+            if not self.db.ping():
+                return None
+            with self.db.read() as s:
+                return outbox_store.counts(session=s)
+
+        counts = await anyio.to_thread.run_sync(check)
+        if counts is None:
+            return JSONResponse({"status": "unavailable", "details": {"database": "not answering"}}, status_code=503)
+        details = {
+            "database": "ok",
+            "alerts": {k: counts.get(k, 0) for k in ("pending", "sent", "failed")},
+            "alert_channel": "set" if self.settings.alert_channel else "not set",
+        }
+        return JSONResponse({"status": "ok", "details": details})
+
+    def routes(self) -> list[Route]:
+        keys = self.settings.write_key_values
+        routes = [
+            Route("/slack/events", self.slack_events, methods=["POST"]),
+            Route("/healthz", self.health, methods=["GET"]),
+        ]
+        for name in SEGMENT_ROUTES:
+            endpoint = segment_endpoint(
+                None if name == "batch" else name, keys=keys, ingest=self.pipeline.ingest, clock=self.pipeline.clock
+            )
+            routes.append(Route(f"/v1/{name}", endpoint, methods=["POST"]))
+        return routes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        worker = asyncio.create_task(self.delivery.run(), name="pqlbot-delivery")
+        sched = scheduler(self.services) if self.run_scheduler else None
+        if sched is not None:
+            sched.start()
+        try:
+            yield
+        finally:
+            if sched is not None:
+                sched.shutdown(wait=False)
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            self.db.dispose()
+
+    def asgi(self) -> Starlette:
+        return Starlette(routes=self.routes(), lifespan=self.lifespan)

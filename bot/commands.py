@@ -1,0 +1,264 @@
+"""The `/pql` commands: parse → storage/scoring → a rendered reply. No Slack I/O here.
+
+Each command runs in a worker thread (the listener awaits it) and returns a Reply: the message
+for the person who asked, plus any alert messages that must change in the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot import model_admin
+from bot.errors import NotAllowed, UserInputError
+from bot.render import Message, render
+from bot.services import Services
+from bot.slack.args import split
+from scoring import evaluate
+from storage import ACCOUNT, USER, outbox, queries
+from storage import facts as facts_store
+from storage import leads as leads_store
+from storage.summary import display_name, summary
+from storage.tables import Account, Alert, User
+
+log = logging.getLogger("pqlbot.commands")
+MAX_TOP = 50
+
+
+@dataclass
+class Update:
+    """An alert message in the channel to replace (after a claim)."""
+
+    channel: str
+    ts: str
+    message: Message
+
+
+@dataclass
+class Reply:
+    message: Message
+    updates: list[Update] = field(default_factory=list)
+    in_channel: bool = False
+
+
+def notice(text: str) -> Reply:
+    return Reply(render("notice.json.j2", text=text))
+
+
+def answer(services: Services, user_id: str, text: str) -> Reply:
+    """Answer `/pql <text>` typed by `user_id`."""
+    words = split(text)
+    name = words[0].lower() if words else "help"
+    handler = COMMANDS.get(name)
+    if handler is None:
+        return Reply(render("help.json.j2", unknown=words[0] if words else None))
+    try:
+        return handler(services, user_id, words[1:])
+    except (UserInputError, NotAllowed) as exc:
+        return notice(str(exc))
+
+
+def _help(services: Services, user_id: str, args: list[str]) -> Reply:
+    return Reply(render("help.json.j2", unknown=None))
+
+
+def _top(services: Services, user_id: str, args: list[str]) -> Reply:
+    limit = 10
+    kinds: tuple[str, ...] = (ACCOUNT, USER)
+    for arg in args:
+        low = arg.lower()
+        if low in ("accounts", "account"):
+            kinds = (ACCOUNT,)
+        elif low in ("users", "user"):
+            kinds = (USER,)
+        elif low.lstrip("-").isdigit():
+            limit = int(low)
+            if not 1 <= limit <= MAX_TOP:
+                raise UserInputError(f"`/pql top N` takes N from 1 to {MAX_TOP}.")
+        else:
+            raise UserInputError(
+                f"`/pql top` takes a number (1 to {MAX_TOP}) and `accounts` or `users`, not `{arg[:40]}`."
+            )
+    with services.db.read() as s:
+        rows = queries.top(session=s, limit=limit, kinds=kinds)
+        threshold = services.pipeline.live_model(s).model.threshold
+    which = (
+        {ACCOUNT: "accounts", USER: "users without an account"}.get(kinds[0], "leads") if len(kinds) == 1 else "leads"
+    )
+    return Reply(render("top.json.j2", rows=rows, limit=limit, which=which, threshold=threshold))
+
+
+def _fresh_score(s: Any, services: Services, kind: str, subject_id: int, now: datetime) -> Any:
+    model = services.pipeline.live_model(s).model
+    facts = facts_store.load_facts(session=s, kind=kind, ids=[subject_id], model=model, now=now)
+    return evaluate(model, facts[subject_id], now)
+
+
+def _score(services: Services, user_id: str, args: list[str]) -> Reply:
+    if not args:
+        raise UserInputError("Say whose score: `/pql score ada@example.com` (an email or a user id).")
+    query = " ".join(args)
+    now = services.clock()
+    with services.db.read() as s:
+        user = queries.find_user(session=s, query=query)
+        if user is None:
+            raise UserInputError(f"No user has the email or id `{query[:80]}`.")
+        user_score = _fresh_score(s, services, USER, int(user.id), now)  # type: ignore[arg-type]
+        account = s.get(Account, user.account_id) if user.account_id else None
+        account_score = _fresh_score(s, services, ACCOUNT, int(account.id), now) if account else None  # type: ignore[arg-type]
+        kind, subject = (ACCOUNT, account.id) if account else (USER, user.id)
+        lead = leads_store.lead_of_subject(session=s, kind=kind, subject_id=int(subject))  # type: ignore[arg-type]
+        return Reply(
+            render(
+                "score.json.j2",
+                user=_person(user),
+                score=user_score,
+                account=account,
+                account_score=account_score,
+                lead=lead,
+                now=now,
+            )
+        )
+
+
+def _person(user: User) -> dict[str, Any]:
+    return {
+        "id": user.external_id or f"#{user.id}",
+        "display": display_name(user),
+        "email": user.email,
+        "role": user.role,
+        "last_active_at": user.last_active_at.isoformat() if user.last_active_at else None,
+        "customer": user.customer_since is not None,
+    }
+
+
+def _find_account(s: Any, query: str) -> Account:
+    found = queries.find_accounts(session=s, query=query)
+    if not found:
+        raise UserInputError(f"No account matches `{query[:80]}` (try its id, its name or an email domain).")
+    if len(found) > 1:
+        names = ", ".join(f"{a.name or a.external_id} (`{a.external_id}`)" for a in found[:5])
+        raise UserInputError(f"`{query[:80]}` matches several accounts: {names}. Use the account id.")
+    return found[0]
+
+
+def _account(services: Services, user_id: str, args: list[str]) -> Reply:
+    if not args:
+        raise UserInputError("Say which account: `/pql account acme` (its id, name or email domain).")
+    now = services.clock()
+    with services.db.read() as s:
+        account = _find_account(s, " ".join(args))
+        model = services.pipeline.live_model(s).model
+        a = summary(session=s, kind=ACCOUNT, subject_id=int(account.id), model=model, now=now)  # type: ignore[arg-type]
+        lead = leads_store.lead_of_subject(session=s, kind=ACCOUNT, subject_id=int(account.id))  # type: ignore[arg-type]
+    return Reply(render("account.json.j2", a=a, lead=lead, now=now))
+
+
+def _claim(services: Services, user_id: str, args: list[str]) -> Reply:
+    if not args:
+        raise UserInputError("Say which lead: `/pql claim ada@example.com` or `/pql claim <account>`.")
+    query = " ".join(args)
+    now = services.clock()
+    with services.db.write() as s:
+        user = queries.find_user(session=s, query=query)
+        if user is not None:
+            kind, subject = (ACCOUNT, user.account_id) if user.account_id else (USER, user.id)
+        else:
+            account = _find_account(s, query)
+            kind, subject = ACCOUNT, account.id
+        lead = leads_store.ensure_leads(session=s, kind=kind, ids=[int(subject)], now=now)[int(subject)]  # type: ignore[arg-type]
+        name = _subject_name(s, kind, int(subject))  # type: ignore[arg-type]
+    return claim_lead(services, lead_id=int(lead.id), user_id=user_id, name=name)  # type: ignore[arg-type]
+
+
+def _subject_name(s: Any, kind: str, subject_id: int) -> str:
+    row = s.get(Account if kind == ACCOUNT else User, subject_id)
+    if isinstance(row, Account):
+        return row.name or row.external_id
+    return display_name(row) if row else f"#{subject_id}"
+
+
+def claim_lead(
+    services: Services, *, lead_id: int, user_id: str, name: str | None = None, clicked: tuple[str, str] | None = None
+) -> Reply:
+    """Claim a lead for `user_id` (compare-and-set); re-render its alerts when the claim wins.
+
+    `clicked` is the (channel, ts) of the message whose button was pressed: when that is a
+    bundled message listing several leads, it is re-rendered too.
+    """
+    now = services.clock()
+    with services.db.write() as s:
+        result = leads_store.claim(session=s, lead_id=lead_id, user=user_id, now=now)
+        if result is None:
+            raise UserInputError("That lead no longer exists.")
+        lead = result.lead
+        name = name or _subject_name(s, lead.subject_kind, lead.subject_id)
+        alerts = list(outbox.delivered_for_lead(session=s, lead_id=lead_id))
+        if clicked and all(clicked) and not any((a.channel, a.ts) == clicked for a in alerts):
+            other = outbox.by_message(session=s, channel=clicked[0], ts=clicked[1])
+            if other is not None:
+                alerts.append(other)
+        if not result.won:
+            holder = lead.claimed_by or "someone"
+            if holder == user_id:
+                return Reply(render("notice.json.j2", text=f"You already hold {name}."))
+            return Reply(render("claimed_by_other.json.j2", name=name, holder=holder, at=lead.claimed_at, now=now))
+        updates = [
+            Update(a.channel, a.ts, render_alert(a, claimed_by=user_id, now=now, session=s))  # type: ignore[arg-type]
+            for a in alerts
+            if a.channel and a.ts
+        ]
+    log.info("lead %s claimed", lead_id)
+    return Reply(render("claimed.json.j2", name=name, user=user_id), updates=updates)
+
+
+def render_alert(alert: Alert, *, claimed_by: str | None, now: datetime, session: Any = None) -> Message:
+    """An alert as it should look now. A bundle shows each of its leads' claims (needs `session`)."""
+    if alert.kind == "bundle":
+        ids = [int(item["lead_id"]) for item in alert.context.get("leads", []) if "lead_id" in item]
+        claims = leads_store.claims(session=session, lead_ids=ids) if session is not None and ids else {}
+        return render("bundle.json.j2", a=alert.context, claims=claims, now=now)
+    template = "hand_raiser_alert.json.j2" if alert.kind == "hand_raiser" else "pql_alert.json.j2"
+    return render(template, a=alert.context, claimed_by=claimed_by, now=now)
+
+
+def _model(services: Services, user_id: str, args: list[str]) -> Reply:
+    with services.db.read() as s:
+        live = services.pipeline.live_model(s)
+    return Reply(render("model.json.j2", live=live, model=live.model))
+
+
+def _admin(fn: Callable[[Services, str, list[str]], Reply]) -> Callable[[Services, str, list[str]], Reply]:
+    def guarded(services: Services, user_id: str, args: list[str]) -> Reply:
+        if not services.is_admin(user_id):
+            raise NotAllowed("Only pqlbot admins can change the model (PQLBOT_ADMINS); nothing was changed.")
+        return fn(services, user_id, args)
+
+    return guarded
+
+
+def _weight(services: Services, user_id: str, args: list[str]) -> Reply:
+    if len(args) != 2:
+        raise UserInputError("Usage: `/pql weight <signal id> <points>`, e.g. `/pql weight integration_activated 30`.")
+    return Reply(model_admin.set_weight(services, signal_id=args[0], points=args[1], by=user_id))
+
+
+def _threshold(services: Services, user_id: str, args: list[str]) -> Reply:
+    if len(args) != 1:
+        raise UserInputError("Usage: `/pql threshold <points>`, e.g. `/pql threshold 50`.")
+    return Reply(model_admin.set_threshold(services, value=args[0], by=user_id))
+
+
+COMMANDS: dict[str, Callable[[Services, str, list[str]], Reply]] = {
+    "help": _help,
+    "top": _top,
+    "score": _score,
+    "account": _account,
+    "claim": _claim,
+    "model": _model,
+    "weight": _admin(_weight),
+    "threshold": _admin(_threshold),
+}

@@ -1,0 +1,171 @@
+"""Delivers the alert outbox to Slack: once each, retried with backoff, ts stored.
+
+A worker leases due alerts (a compare-and-set in the database, so any number of processes can
+run one), posts each with chat.postMessage, and stores the channel and ts. Slack's 429s are
+waited out by slack-sdk's own retry handler (it honours Retry-After); 5xx, network errors and
+`ok: false` answers are retried here with exponential backoff for up to a day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import anyio
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.commands import render_alert
+from bot.services import Services
+from storage import outbox
+from storage.tables import Alert, Lead, pk
+
+log = logging.getLogger("pqlbot.delivery")
+
+LEASE = timedelta(minutes=2)
+GIVE_UP_AFTER = timedelta(hours=24)
+MAX_BACKOFF = timedelta(hours=1)
+POLL_SECONDS = 5.0
+HINTS = {
+    "not_in_channel": "invite the bot to the channel (/invite @pqlbot)",
+    "channel_not_found": "check PQLBOT_ALERT_CHANNEL is the channel's ID and the bot can see it",
+    "invalid_auth": "check SLACK_BOT_TOKEN",
+    "token_revoked": "reinstall the app and update SLACK_BOT_TOKEN",
+    "missing_scope": "add the chat:write scope and reinstall the app",
+}
+
+
+def slack_client(token: str, base_url: str) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=15,
+        retry_handlers=[
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(timedelta(seconds=30 * 2 ** max(0, attempts - 1)), MAX_BACKOFF)
+
+
+class Delivery:
+    def __init__(self, services: Services, client: AsyncWebClient):
+        self.services = services
+        self.client = client
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned_no_channel = False
+
+    def wake(self) -> None:
+        """Ask the worker to look at the outbox now (callable from any thread)."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.exception("alert delivery failed; will try again")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def deliver_due(self) -> int:
+        channel = self.services.settings.alert_channel
+        if not channel:
+            if not self._warned_no_channel:
+                log.warning("PQLBOT_ALERT_CHANNEL is not set: alerts wait in the outbox until it is")
+                self._warned_no_channel = True
+            return 0
+        sent = 0
+        while True:
+            batch = await anyio.to_thread.run_sync(self._take)
+            if not batch:
+                return sent
+            for alert, claimed_by in batch:
+                sent += await self._deliver(alert, claimed_by, channel)
+
+    def _take(self) -> list[tuple[Alert, str | None]]:
+        now = self.services.clock()
+        with self.services.db.write() as s:
+            alerts = outbox.take_due(session=s, now=now, lease=LEASE)
+            out = []
+            for alert in alerts:
+                lead = s.get(Lead, alert.lead_id) if alert.lead_id else None
+                out.append((alert, lead.claimed_by if lead else None))
+            return out
+
+    async def _deliver(self, alert: Alert, claimed_by: str | None, channel: str) -> int:
+        now = self.services.clock()
+        message = render_alert(alert, claimed_by=claimed_by, now=now)
+        try:
+            resp = await self.client.chat_postMessage(
+                channel=channel, text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
+            )
+        except SlackApiError as exc:
+            code = str(exc.response.get("error", "error")) if exc.response is not None else "error"
+            await self._retry(alert, f"Slack answered {code}", HINTS.get(code))
+            return 0
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            await self._retry(alert, f"network error: {type(exc).__name__}", None)
+            return 0
+        data: dict[str, Any] = resp.data if isinstance(resp.data, dict) else {}
+        ts = str(data.get("ts") or "")
+        posted_to = str(data.get("channel") or channel)
+        await anyio.to_thread.run_sync(self._mark_sent, pk(alert), posted_to, ts)  # type: ignore[arg-type]
+        log.info("alert %s (%s) posted to %s", alert.id, alert.kind, posted_to)
+        return 1
+
+    def _mark_sent(self, alert_id: int, channel: str, ts: str) -> None:
+        with self.services.db.write() as s:
+            outbox.mark_sent(session=s, alert_id=alert_id, channel=channel, ts=ts, now=self.services.clock())
+
+    async def _retry(self, alert: Alert, error: str, hint: str | None) -> None:
+        now = self.services.clock()
+        give_up = now - alert.created_at >= GIVE_UP_AFTER
+        next_at = now + backoff(alert.attempts)
+        if give_up:
+            log.error(
+                "alert %s not delivered after %s attempts over a day (%s); giving up%s",
+                alert.id,
+                alert.attempts,
+                error,
+                f": {hint}" if hint else "",
+            )
+        else:
+            log.warning(
+                "alert %s not delivered (%s); retrying at %s%s",
+                alert.id,
+                error,
+                next_at.strftime("%H:%M:%S"),
+                f": {hint}" if hint else "",
+            )
+
+        def mark() -> None:
+            with self.services.db.write() as s:
+                outbox.mark_retry(
+                    session=s,
+                    alert_id=pk(alert),
+                    error=error,  # type: ignore[arg-type]
+                    next_at=next_at,
+                    give_up=give_up,
+                )
+
+        await anyio.to_thread.run_sync(mark)

@@ -1,0 +1,1 @@
+"""Ingest: HTTP routes of each source, translated into scoring.Event at the edge."""

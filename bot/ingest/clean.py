@@ -1,0 +1,113 @@
+"""Make untrusted input safe to store and show: ids, names, timestamps, nested properties."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+MAX_ID = 255
+MAX_NAME = 200
+MAX_PATH = 1000
+JUNK_IDS = frozenset({"null", "undefined", "none", "0", "[object object]", "{}", "[]"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?$")
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class FieldError(ValueError):
+    """A field that cannot be used; str() names the field and the problem."""
+
+
+def text(value: Any, field: str, *, limit: int = MAX_NAME, required: bool = False) -> str | None:
+    """A display string: control characters become spaces, runs of spaces fold, length capped."""
+    if value is None:
+        if required:
+            raise FieldError(f"{field} is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise FieldError(f"{field} must be a string")
+    cleaned = " ".join(_CONTROL.sub(" ", str(value)).split())
+    if not cleaned:
+        if required:
+            raise FieldError(f"{field} is empty")
+        return None
+    return cleaned[:limit]
+
+
+def identifier(value: Any, field: str) -> str | None:
+    """A user, anonymous, group or message id: a non-junk string (numbers are accepted as text)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise FieldError(f"{field} must be a string")
+    raw = str(value).strip()
+    if not raw or raw.casefold() in JUNK_IDS:
+        raise FieldError(f"{field} is {str(value)[:40]!r}, which is not a real id")
+    if _CONTROL.search(raw):
+        raise FieldError(f"{field} contains control characters")
+    if len(raw) > MAX_ID:
+        raise FieldError(f"{field} is longer than {MAX_ID} characters")
+    return raw
+
+
+def mapping(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FieldError(f"{field} must be an object")
+    return sanitize(value)  # type: ignore[no-any-return]
+
+
+def sanitize(value: Any) -> Any:
+    """NUL characters cannot be stored (PostgreSQL refuses them): drop them, at any depth."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {sanitize(str(k)): sanitize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sanitize(v) for v in value]
+    return value
+
+
+def timestamp(value: Any, field: str) -> datetime | None:
+    """An ISO 8601 instant with any offset (naive means UTC), up to 9 fractional digits."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FieldError(f"{field} must be an ISO 8601 string")
+    raw = value.strip()
+    if not _ISO.match(raw):
+        raise FieldError(f"{field} is {raw[:40]!r}, which is not an ISO 8601 date-time")
+    try:
+        parsed = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise FieldError(f"{field} is {raw[:40]!r}, which is not a valid date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        raise FieldError(f"{field} is out of range") from None
+    if parsed < EARLIEST:
+        raise FieldError(f"{field} is before 1970")
+    return parsed
+
+
+def event_time(ts: datetime | None, sent_at: datetime | None, received_at: datetime) -> tuple[datetime, bool]:
+    """When it happened, corrected for the client's clock the way Segment does it.
+
+    `timestamp = receivedAt - (sentAt - timestamp)`. A time still in the future after that is
+    clamped to the receive time (returned flag True when it was more than a few minutes ahead).
+    """
+    if ts is None:
+        return received_at, False
+    if sent_at is not None:
+        try:
+            ts = received_at - (sent_at - ts)
+        except OverflowError:
+            ts = received_at
+    if ts > received_at:
+        return received_at, ts - received_at > FUTURE_TOLERANCE
+    return (ts if ts >= EARLIEST else EARLIEST), False

@@ -1,0 +1,262 @@
+"""The main job: events in → aggregates → scores → lead state → alerts in the outbox.
+
+Everything for one batch happens in one transaction, so an alert exists exactly when the score
+change that caused it was stored. Delivery to Slack happens afterwards (bot.delivery).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock, utcnow
+from scoring import Event, Model, Score, evaluate
+from scoring.model import default_model, load_model
+from storage import ACCOUNT, USER, Database, outbox
+from storage import facts as facts_store
+from storage import leads as leads_store
+from storage import models as models_store
+from storage.ingest import Recorded, record_events
+from storage.summary import summary
+from storage.tables import Account, User
+
+log = logging.getLogger("pqlbot.pipeline")
+
+# A hand-raise older than this when it reaches pqlbot (a backfill, a client that was offline)
+# is recorded for the account's context but does not page sales "now".
+HAND_RAISE_FRESH = timedelta(hours=24)
+RESCORE_PAGE = 2000
+
+
+@dataclass
+class RescoreResult:
+    users: int = 0
+    accounts: int = 0
+    changed: int = 0
+    crossed: list[dict[str, Any]] = field(default_factory=list)
+    cooled: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Pipeline:
+    """Owns the write path. Thread-safe: each call opens its own transaction."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock = utcnow,
+        on_alert: Callable[[], None] | None = None,
+        initial_model: str | None = None,
+    ):
+        self.db = db
+        self.clock = clock
+        self.on_alert = on_alert or (lambda: None)
+        self._initial_model = initial_model
+        self._live: models_store.LiveModel | None = None
+
+    # --- the model ----------------------------------------------------------------------------
+
+    def ensure_model(self) -> models_store.LiveModel:
+        """Install the first model (PQLBOT_MODEL or the bundled default) on an empty database."""
+        with self.db.write() as s:
+            live = models_store.live_model(session=s)
+            if live is None:
+                model = load_model(self._initial_model) if self._initial_model else default_model()
+                source = "file" if self._initial_model else "default"
+                models_store.save_model(
+                    session=s,
+                    model=model,
+                    created_by="pqlbot",
+                    source=source,
+                    summary="initial model",
+                    now=self.clock(),
+                    base_version=None,
+                )
+                live = models_store.live_model(session=s)
+        assert live is not None
+        self._live = live
+        return live
+
+    def live_model(self, session: Session) -> models_store.LiveModel:
+        version = models_store.live_version(session=session)
+        if self._live is None or self._live.version != version:
+            live = models_store.live_model(session=session)
+            if live is None:
+                raise RuntimeError("no scoring model installed; run `pqlbot db upgrade` and start pqlbot serve")
+            self._live = live
+        return self._live
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[Event]) -> Recorded:
+        now = self.clock()
+        alerts = 0
+        with self.db.write() as s:
+            model = self.live_model(s).model
+            rec = record_events(session=s, events=events, model=model, now=now)
+            if rec.stored:
+                alerts += self._rescore_subjects(s, model, rec.users, rec.accounts, now)
+                alerts += self._hand_raises(s, model, rec, now)
+                self._conversions(s, rec)
+        if alerts:
+            self.on_alert()
+        return rec
+
+    def _rescore_subjects(
+        self, s: Session, model: Model, users: Iterable[int], accounts: Iterable[int], now: datetime
+    ) -> int:
+        users, accounts = set(users), set(accounts)
+        user_scores = _score(s, model, USER, users, now)
+        account_scores = _score(s, model, ACCOUNT, accounts, now)
+        facts_store.save_scores(session=s, kind=USER, scores=user_scores)
+        facts_store.save_scores(session=s, kind=ACCOUNT, scores=account_scores)
+        member_accounts, lone = leads_store.lead_subjects(session=s, user_ids=users)
+        missing = member_accounts - accounts
+        if missing:  # a member's account not re-scored in this batch: its score is unchanged
+            account_scores.update(_score(s, model, ACCOUNT, missing, now))
+        crossed, _ = leads_store.update_leads(
+            session=s,
+            kind=ACCOUNT,
+            now=now,
+            scores={a: account_scores[a] for a in accounts | member_accounts if a in account_scores},
+        )
+        crossed_u, _ = leads_store.update_leads(
+            session=s, kind=USER, now=now, scores={u: user_scores[u] for u in lone if u in user_scores}
+        )
+        for t in crossed + crossed_u:
+            context = {
+                "kind": "pql",
+                "lead_id": t.lead_id,
+                **summary(session=s, kind=t.kind, subject_id=t.subject_id, model=model, now=now),
+            }
+            outbox.enqueue(session=s, kind="pql", lead_id=t.lead_id, context=context, now=now)
+            log.info("lead %s crossed the threshold with %s", t.lead_id, t.score.total)
+        return len(crossed) + len(crossed_u)
+
+    def _hand_raises(self, s: Session, model: Model, rec: Recorded, now: datetime) -> int:
+        cooldown = timedelta(hours=model.hand_raisers.cooldown_hours)
+        sent = 0
+        for hr in sorted(rec.hand_raises, key=lambda h: h.at):
+            if hr.at < now - HAND_RAISE_FRESH:
+                continue
+            kind, subject = (ACCOUNT, hr.account_id) if hr.account_id is not None else (USER, hr.user_id)
+            if leads_store.customers(session=s, kind=kind, ids=[subject]):
+                continue
+            lead_id = leads_store.take_hand_raise(
+                session=s, kind=kind, subject_id=subject, at=hr.at, now=now, cooldown=cooldown
+            )
+            if lead_id is None:
+                continue
+            user = s.get(User, hr.user_id)
+            context = {
+                "kind": "hand_raiser",
+                "lead_id": lead_id,
+                "what": hr.what,
+                "raised_at": hr.at.isoformat(),
+                "who": _who(user),
+                **summary(session=s, kind=kind, subject_id=subject, model=model, now=now),
+            }
+            outbox.enqueue(session=s, kind="hand_raiser", lead_id=lead_id, context=context, now=now)
+            log.info("lead %s raised a hand", lead_id)
+            sent += 1
+        return sent
+
+    def _conversions(self, s: Session, rec: Recorded) -> None:
+        for conv in rec.conversions:
+            leads_store.mark_converted(session=s, kind=USER, subject_id=conv.user_id, at=conv.at)
+            if conv.account_id is not None:
+                leads_store.mark_converted(session=s, kind=ACCOUNT, subject_id=conv.account_id, at=conv.at)
+
+    # --- re-scoring ---------------------------------------------------------------------------
+
+    def rescore_all(self, *, now: datetime | None = None, bundle: dict[str, Any] | None = None) -> RescoreResult:
+        """Re-score every user and account from stored aggregates, a page per transaction.
+
+        Leads that cross because of a model change are announced in one bundled message
+        (`bundle` says what changed and who changed it), not one alert each. Without it (the
+        clock-driven re-evaluation), crossings alert one by one as they would from events.
+        """
+        now = now or self.clock()
+        result = RescoreResult()
+        for kind in (USER, ACCOUNT):
+            after = 0
+            while True:
+                with self.db.write() as s:
+                    model = self.live_model(s).model
+                    ids = facts_store.subject_ids(session=s, kind=kind, after=after, limit=RESCORE_PAGE)
+                    if not ids:
+                        break
+                    after = ids[-1]
+                    scores = _score(s, model, kind, ids, now)
+                    current = facts_store.current_scores(session=s, kind=kind, ids=ids)
+                    changed = {i: sc for i, sc in scores.items() if current.get(i) != sc.total}
+                    facts_store.save_scores(session=s, kind=kind, scores=scores)
+                    result.changed += len(changed)
+                    if kind == USER:
+                        result.users += len(ids)
+                        lone = facts_store.without_account(session=s, ids=ids)
+                        lead_scores = {u: scores[u] for u in lone}
+                    else:
+                        result.accounts += len(ids)
+                        lead_scores = scores
+                    crossed, cooled = leads_store.update_leads(session=s, kind=kind, scores=lead_scores, now=now)
+                    for t in crossed:
+                        item = {**_lead_line(s, t.kind, t.subject_id, t.score), "lead_id": t.lead_id}
+                        result.crossed.append(item)
+                        if bundle is None:
+                            context = {
+                                "kind": "pql",
+                                "lead_id": t.lead_id,
+                                **summary(session=s, kind=t.kind, subject_id=t.subject_id, model=model, now=now),
+                            }
+                            outbox.enqueue(session=s, kind="pql", lead_id=t.lead_id, context=context, now=now)
+                    result.cooled.extend(_lead_line(s, t.kind, t.subject_id, t.score) for t in cooled)
+        if bundle is not None and result.crossed:
+            with self.db.write() as s:
+                outbox.enqueue(
+                    session=s,
+                    kind="bundle",
+                    now=now,
+                    context={
+                        "kind": "bundle",
+                        **bundle,
+                        "leads": sorted(result.crossed, key=lambda r: -int(r["score"])),
+                    },
+                )
+        if result.crossed:
+            self.on_alert()
+        return result
+
+
+def _score(s: Session, model: Model, kind: str, ids: Iterable[int], now: datetime) -> dict[int, Score]:
+    loaded = facts_store.load_facts(session=s, kind=kind, ids=ids, model=model, now=now)
+    return {i: evaluate(model, f, now) for i, f in loaded.items()}
+
+
+def _who(user: User | None) -> dict[str, Any]:
+    from storage.summary import display_name
+
+    if user is None:
+        return {"display": "someone", "email": None, "id": None}
+    return {
+        "display": display_name(user),
+        "email": user.email,
+        "id": user.external_id or f"#{user.id}",
+        "role": user.role,
+    }
+
+
+def _lead_line(s: Session, kind: str, subject_id: int, score: Score) -> dict[str, Any]:
+    from storage.summary import display_name
+
+    row = s.get(Account if kind == ACCOUNT else User, subject_id)
+    if isinstance(row, Account):
+        name = row.name or row.external_id
+    else:
+        name = display_name(row) if row else f"#{subject_id}"
+    return {"kind": "account" if kind == ACCOUNT else "user", "name": name, "score": score.total}

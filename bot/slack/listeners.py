@@ -1,0 +1,94 @@
+"""Bolt listeners: thin. Acknowledge at once, do the work in a thread, answer, update alerts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import commands
+from bot.commands import Reply, Update
+from bot.errors import PqlbotError
+from bot.render import Message, render
+from bot.services import Services
+
+log = logging.getLogger("pqlbot.slack")
+
+
+def _oops() -> Reply:
+    return commands.notice("Sorry, something went wrong on pqlbot's side; the error is in its log.")
+
+
+async def _apply_updates(client: AsyncWebClient, updates: list[Update]) -> None:
+    for u in updates:
+        try:
+            await client.chat_update(channel=u.channel, ts=u.ts, text=u.message.text, blocks=u.message.blocks)
+        except SlackApiError as exc:
+            log.warning("could not update alert %s in %s: %s", u.ts, u.channel, exc.response.get("error"))
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    @app.command("/pql")
+    async def pql(ack: Any, command: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
+        await ack()
+        user = str(command.get("user_id", ""))
+        text = str(command.get("text") or "")
+        try:
+            reply = await anyio.to_thread.run_sync(commands.answer, services, user, text)
+        except Exception:
+            log.exception("/pql %s failed", text.split(" ", 1)[0][:20])
+            reply = _oops()
+        await respond(
+            text=reply.message.text,
+            blocks=reply.message.blocks,
+            response_type="in_channel" if reply.in_channel else "ephemeral",
+            replace_original=False,
+        )
+        await _apply_updates(client, reply.updates)
+
+    @app.action("claim_lead")
+    async def claim(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        user = str((body.get("user") or {}).get("id", ""))
+        container = body.get("container") or {}
+        try:
+            lead_id = int(str(action.get("value", "")))
+        except ValueError:
+            await respond(
+                text="That button is not a lead pqlbot knows.", replace_original=False, response_type="ephemeral"
+            )
+            return
+        clicked = (str(container.get("channel_id") or ""), str(container.get("message_ts") or ""))
+        try:
+            reply = await anyio.to_thread.run_sync(
+                lambda: commands.claim_lead(services, lead_id=lead_id, user_id=user, clicked=clicked)
+            )
+        except PqlbotError as exc:
+            reply = commands.notice(str(exc))
+        except Exception:
+            log.exception("claim of lead %s failed", lead_id)
+            reply = _oops()
+        if container.get("is_ephemeral"):
+            # An ephemeral message can only be changed through its response_url.
+            message: Message = reply.updates[0].message if reply.updates else reply.message
+            await respond(text=message.text, blocks=message.blocks, replace_original=True)
+            return
+        if reply.updates:
+            await _apply_updates(client, reply.updates)
+        else:
+            await respond(
+                text=reply.message.text, blocks=reply.message.blocks, replace_original=False, response_type="ephemeral"
+            )
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("unhandled Slack request error: %s", type(error).__name__)
+
+
+__all__ = ["register", "render"]

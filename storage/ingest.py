@@ -1,0 +1,594 @@
+"""storage.record_events: store a batch of events once each and keep aggregates current.
+
+One call is one transaction's worth of work (the caller owns the session): events are inserted
+idempotently on their message id, profiles and memberships are updated, and the per-user and
+per-account aggregates behind every signal move by exactly what the new events add. Nothing
+here re-reads a user's history; an account is rebuilt from its members' aggregates only when its
+membership changes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from scoring import Event, Model, hand_raiser, is_activity, is_conversion, signal_hits
+from storage._sql import chunks, insert
+from storage.tables import (
+    ACCOUNT,
+    ACCOUNTS,
+    EVENTS,
+    FACTS,
+    HITS,
+    IDENTITIES,
+    USER,
+    USERS,
+    VALUES,
+    Account,
+    User,
+)
+from storage.traits import account_columns, merge_traits, user_columns
+
+
+@dataclass(frozen=True, slots=True)
+class HandRaise:
+    user_id: int
+    account_id: int | None
+    what: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    user_id: int
+    account_id: int | None
+    at: datetime
+
+
+@dataclass
+class Recorded:
+    """What a batch changed: the subjects to re-score and what to tell sales about."""
+
+    stored: int = 0
+    duplicates: int = 0
+    users: set[int] = field(default_factory=set)
+    accounts: set[int] = field(default_factory=set)
+    hand_raises: list[HandRaise] = field(default_factory=list)
+    conversions: list[Conversion] = field(default_factory=list)
+
+
+@dataclass
+class _Delta:
+    count: int = 0
+    valueless: int = 0
+    last_at: datetime | None = None
+    values: set[str] = field(default_factory=set)
+    hits: list[tuple[datetime, str | None]] = field(default_factory=list)
+
+    def add(self, at: datetime, value: str | None, windowed: bool) -> None:
+        self.count += 1
+        if value is None:
+            self.valueless += 1
+        else:
+            self.values.add(value)
+        if self.last_at is None or at > self.last_at:
+            self.last_at = at
+        if windowed:
+            self.hits.append((at, value))
+
+
+def record_events(*, session: Session, events: Sequence[Event], model: Model, now: datetime) -> Recorded:
+    """Store `events` (idempotently) and update every aggregate they touch."""
+    out = Recorded()
+    unique: dict[str, Event] = {}
+    for ev in events:
+        unique.setdefault(ev.message_id, ev)
+    out.duplicates = len(events) - len(unique)
+    batch = sorted(unique.values(), key=lambda e: e.timestamp)
+    if not batch:
+        return out
+
+    user_of = _resolve_users(session, batch, now)
+    new_ids = _insert_events(session, batch, user_of)
+    out.duplicates += len(batch) - len(new_ids)
+    fresh = [ev for ev in batch if ev.message_id in new_ids]
+    out.stored = len(fresh)
+    if not fresh:
+        return out
+
+    moved = _apply_profiles(session, fresh, user_of, out)
+    account_of = _accounts_of(session, {u for u in user_of.values() if u is not None})
+    _apply_activity(session, fresh, user_of, account_of, out)
+    _apply_signals(session, model, fresh, user_of, account_of, moved)
+    if moved:
+        rebuild_accounts(session=session, account_ids=moved)
+        out.accounts |= moved
+
+    for ev in fresh:
+        uid = user_of.get(ev.message_id)
+        if uid is None:
+            continue
+        what = hand_raiser(model, ev)
+        if what:
+            out.hand_raises.append(HandRaise(uid, account_of.get(uid), what, ev.timestamp))
+        if is_conversion(model, ev):
+            out.conversions.append(Conversion(uid, account_of.get(uid), ev.timestamp))
+    _apply_hand_raises(session, out.hand_raises)
+    _apply_conversions(session, out.conversions)
+    return out
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+def _resolve_users(session: Session, batch: Sequence[Event], now: datetime) -> dict[str, int | None]:
+    """Map each message id to the user it belongs to, creating users as needed.
+
+    A `group` call sent only with an anonymous id nobody has used (a server-side call, say)
+    belongs to no user: it updates the account and makes no phantom member.
+    """
+    first_seen: dict[str, datetime] = {}
+    for ev in batch:
+        if ev.user_id:
+            first_seen.setdefault(ev.user_id, ev.timestamp)
+    by_external = _ensure_users(session, first_seen)
+
+    anon_ids = {ev.anonymous_id for ev in batch if ev.anonymous_id}
+    anon_ids |= {ev.previous_id for ev in batch if ev.kind == "alias" and ev.previous_id}
+    known_anon: dict[str, int] = {}
+    for part in chunks(sorted(anon_ids)):
+        rows = session.execute(
+            select(IDENTITIES.c.anonymous_id, IDENTITIES.c.user_id).where(IDENTITIES.c.anonymous_id.in_(part))
+        )
+        known_anon.update({a: u for a, u in rows})
+
+    # Anonymous ids seen with a user id (identify, alias, any call) join that user.
+    links: dict[str, int] = {}
+    for ev in batch:
+        if not ev.user_id:
+            continue
+        uid = by_external[ev.user_id]
+        for anon in (ev.anonymous_id, ev.previous_id if ev.kind == "alias" else None):
+            if anon and anon not in known_anon and anon not in links:
+                links[anon] = uid
+    if links:
+        _link(session, links)
+        known_anon.update(links)
+
+    user_of: dict[str, int | None] = {}
+    for ev in batch:
+        if ev.user_id:
+            user_of[ev.message_id] = by_external[ev.user_id]
+        elif ev.anonymous_id and ev.anonymous_id in known_anon:
+            user_of[ev.message_id] = known_anon[ev.anonymous_id]
+        elif ev.anonymous_id and ev.kind != "group":
+            uid = _new_anonymous_user(session, ev.anonymous_id, ev.timestamp)
+            known_anon[ev.anonymous_id] = uid
+            user_of[ev.message_id] = uid
+        else:
+            user_of[ev.message_id] = None
+    return user_of
+
+
+def _ensure_users(session: Session, first_seen: dict[str, datetime]) -> dict[str, int]:
+    if not first_seen:
+        return {}
+    ids = sorted(first_seen)
+    for part in chunks(ids):
+        session.execute(
+            insert(session, USERS)
+            .values(
+                [
+                    {
+                        "external_id": x,
+                        "first_seen_at": first_seen[x],
+                        "traits": {},
+                        "trait_times": {},
+                        "breakdown": {},
+                        "score": 0,
+                        "activity_count": 0,
+                    }
+                    for x in part
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["external_id"])
+        )
+    found: dict[str, int] = {}
+    for part in chunks(ids):
+        found.update(
+            {
+                x: i
+                for x, i in session.execute(
+                    select(USERS.c.external_id, USERS.c.id).where(USERS.c.external_id.in_(part))
+                )
+            }
+        )
+    return found
+
+
+def _link(session: Session, links: dict[str, int]) -> None:
+    for part in chunks(sorted(links)):
+        session.execute(
+            insert(session, IDENTITIES)
+            .values([{"anonymous_id": a, "user_id": links[a]} for a in part])
+            .on_conflict_do_nothing(index_elements=["anonymous_id"])
+        )
+
+
+def _new_anonymous_user(session: Session, anonymous_id: str, at: datetime) -> int:
+    uid = session.execute(
+        insert(session, USERS)
+        .values(
+            first_seen_at=at,
+            traits={},
+            trait_times={},
+            breakdown={},
+            score=0,
+            activity_count=0,
+        )
+        .returning(USERS.c.id)
+    ).scalar_one()
+    linked = session.execute(
+        insert(session, IDENTITIES)
+        .values(anonymous_id=anonymous_id, user_id=uid)
+        .on_conflict_do_nothing(index_elements=["anonymous_id"])
+        .returning(IDENTITIES.c.user_id)
+    ).scalar_one_or_none()
+    if linked is None:  # another writer linked this anonymous id first: use theirs
+        session.execute(delete(USERS).where(USERS.c.id == uid))
+        return int(
+            session.execute(select(IDENTITIES.c.user_id).where(IDENTITIES.c.anonymous_id == anonymous_id)).scalar_one()
+        )
+    return int(uid)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def _insert_events(session: Session, batch: Sequence[Event], user_of: dict[str, int | None]) -> set[str]:
+    new: set[str] = set()
+    for part in chunks(batch, 300):
+        rows = [
+            {
+                "message_id": ev.message_id,
+                "user_id": user_of.get(ev.message_id),
+                "kind": ev.kind,
+                "name": ev.name,
+                "group_id": ev.group_id,
+                "occurred_at": ev.timestamp,
+                "received_at": ev.received_at,
+                "properties": ev.properties or ev.traits or {},
+                "source": ev.source,
+                "flags": ",".join(ev.flags) or None,
+            }
+            for ev in part
+        ]
+        stmt = (
+            insert(session, EVENTS)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(EVENTS.c.message_id)
+        )
+        new.update(session.execute(stmt).scalars())
+    return new
+
+
+# --- profiles and membership ------------------------------------------------------------------
+
+
+def _apply_profiles(
+    session: Session, fresh: Sequence[Event], user_of: dict[str, int | None], out: Recorded
+) -> set[int]:
+    """Traits (latest by event time wins, per trait) and account membership.
+
+    Returns the accounts whose membership changed: their aggregates are rebuilt from members.
+    """
+    group_ids = sorted({ev.group_id for ev in fresh if ev.group_id})
+    accounts = _ensure_accounts(session, group_ids, fresh) if group_ids else {}
+    touched_users = sorted(
+        {u for ev in fresh if (u := user_of.get(ev.message_id)) is not None and (ev.kind == "identify" or ev.group_id)}
+    )
+    users = {u.id: u for part in chunks(touched_users) for u in session.scalars(select(User).where(User.id.in_(part)))}  # type: ignore[union-attr]
+    moved: set[int] = set()
+    for ev in fresh:
+        uid = user_of.get(ev.message_id)
+        user = users.get(uid) if uid is not None else None
+        if ev.kind == "identify" and user is not None and ev.traits:
+            if merge_traits(user.traits, user.trait_times, ev.traits, ev.timestamp):
+                user.traits = dict(user.traits)
+                user.trait_times = dict(user.trait_times)
+                for k, v in user_columns(user.traits).items():
+                    setattr(user, k, v)
+        if ev.group_id:
+            account = accounts[ev.group_id]
+            if (
+                ev.kind == "group"
+                and ev.traits
+                and merge_traits(account.traits, account.trait_times, ev.traits, ev.timestamp)
+            ):
+                account.traits = dict(account.traits)
+                account.trait_times = dict(account.trait_times)
+                for k, v in account_columns(account.traits).items():
+                    setattr(account, k, v)
+            out.accounts.add(account.id)  # type: ignore[arg-type]
+            if user is not None and (user.account_since is None or ev.timestamp >= user.account_since):
+                user.account_since = ev.timestamp
+                if user.account_id != account.id:
+                    if user.account_id is not None:
+                        moved.add(user.account_id)
+                    moved.add(account.id)  # type: ignore[arg-type]
+                    user.account_id = account.id
+    session.flush()
+    return moved
+
+
+def _ensure_accounts(session: Session, group_ids: list[str], fresh: Sequence[Event]) -> dict[str, Account]:
+    first: dict[str, datetime] = {}
+    for ev in fresh:
+        if ev.group_id:
+            first.setdefault(ev.group_id, ev.timestamp)
+    for part in chunks(group_ids):
+        session.execute(
+            insert(session, ACCOUNTS)
+            .values(
+                [
+                    {
+                        "external_id": g,
+                        "first_seen_at": first[g],
+                        "traits": {},
+                        "trait_times": {},
+                        "breakdown": {},
+                        "score": 0,
+                    }
+                    for g in part
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["external_id"])
+        )
+    found: dict[str, Account] = {}
+    for part in chunks(group_ids):
+        for acc in session.scalars(select(Account).where(Account.external_id.in_(part))):  # type: ignore[attr-defined]
+            found[acc.external_id] = acc
+    return found
+
+
+def _accounts_of(session: Session, user_ids: Iterable[int]) -> dict[int, int | None]:
+    result: dict[int, int | None] = {}
+    for part in chunks(sorted(user_ids)):
+        result.update(
+            {u: a for u, a in session.execute(select(USERS.c.id, USERS.c.account_id).where(USERS.c.id.in_(part)))}
+        )
+    return result
+
+
+# --- activity and signals ---------------------------------------------------------------------
+
+
+def _later(column: Any, value: Any) -> Any:
+    """SQL for `max(column, value)` that treats NULL as older than anything."""
+    return case((or_(column.is_(None), column < value), value), else_=column)
+
+
+def _apply_activity(
+    session: Session,
+    fresh: Sequence[Event],
+    user_of: dict[str, int | None],
+    account_of: dict[int, int | None],
+    out: Recorded,
+) -> None:
+    per_user: dict[int, tuple[int, datetime]] = {}
+    per_account: dict[int, datetime] = {}
+    for ev in fresh:
+        uid = user_of.get(ev.message_id)
+        if uid is None:
+            continue
+        out.users.add(uid)
+        acc = account_of.get(uid)
+        if acc is not None:
+            out.accounts.add(acc)
+        if not is_activity(ev):
+            continue
+        n, last = per_user.get(uid, (0, ev.timestamp))
+        per_user[uid] = (n + 1, max(last, ev.timestamp))
+        if acc is not None:
+            per_account[acc] = max(per_account.get(acc, ev.timestamp), ev.timestamp)
+    for uid, (n, last) in sorted(per_user.items()):
+        session.execute(
+            update(USERS)
+            .where(USERS.c.id == uid)
+            .values(activity_count=USERS.c.activity_count + n, last_active_at=_later(USERS.c.last_active_at, last))
+        )
+    for acc, last in sorted(per_account.items()):
+        session.execute(
+            update(ACCOUNTS).where(ACCOUNTS.c.id == acc).values(last_active_at=_later(ACCOUNTS.c.last_active_at, last))
+        )
+
+
+def _apply_signals(
+    session: Session,
+    model: Model,
+    fresh: Sequence[Event],
+    user_of: dict[str, int | None],
+    account_of: dict[int, int | None],
+    moved: set[int],
+) -> None:
+    deltas: dict[tuple[str, int, str], _Delta] = defaultdict(_Delta)
+    for ev in fresh:
+        uid = user_of.get(ev.message_id)
+        if uid is None or not is_activity(ev):
+            continue
+        acc = account_of.get(uid)
+        for hit in signal_hits(model, ev):
+            windowed = hit.signal.window_days is not None
+            deltas[(USER, uid, hit.signal.id)].add(ev.timestamp, hit.value, windowed)
+            # Accounts being rebuilt from their members pick this event up from the user's facts.
+            if acc is not None and acc not in moved:
+                deltas[(ACCOUNT, acc, hit.signal.id)].add(ev.timestamp, hit.value, windowed)
+    if deltas:
+        apply_deltas(session, deltas)
+
+
+def apply_deltas(session: Session, deltas: dict[tuple[str, int, str], _Delta]) -> None:
+    keys = sorted(deltas)  # a fixed order keeps concurrent PostgreSQL writers from deadlocking
+    for part in chunks(keys, 300):
+        stmt = insert(session, FACTS).values(
+            [
+                {
+                    "subject_kind": k[0],
+                    "subject_id": k[1],
+                    "signal_id": k[2],
+                    "count": deltas[k].count,
+                    "valueless": deltas[k].valueless,
+                    "distinct_count": 0,
+                    "last_at": deltas[k].last_at,
+                }
+                for k in part
+            ]
+        )
+        ex = stmt.excluded
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["subject_kind", "subject_id", "signal_id"],
+                set_={
+                    "count": FACTS.c.count + ex.count,
+                    "valueless": FACTS.c.valueless + ex.valueless,
+                    "last_at": _later(FACTS.c.last_at, ex.last_at),
+                },
+            )
+        )
+    value_rows = [
+        {"subject_kind": k[0], "subject_id": k[1], "signal_id": k[2], "value": v}
+        for k in keys
+        for v in sorted(deltas[k].values)
+    ]
+    added: dict[tuple[str, int, str], int] = defaultdict(int)
+    for rows in chunks(value_rows, 300):
+        stmt = (
+            insert(session, VALUES)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(VALUES.c.subject_kind, VALUES.c.subject_id, VALUES.c.signal_id)
+        )
+        for row in session.execute(stmt):
+            added[(row[0], row[1], row[2])] += 1
+    for k, n in sorted(added.items()):
+        session.execute(
+            update(FACTS)
+            .where(
+                FACTS.c.subject_kind == k[0],
+                FACTS.c.subject_id == k[1],
+                FACTS.c.signal_id == k[2],
+            )
+            .values(distinct_count=FACTS.c.distinct_count + n)
+        )
+    hit_rows = [
+        {"subject_kind": k[0], "subject_id": k[1], "signal_id": k[2], "occurred_at": at, "value": v}
+        for k in keys
+        for at, v in deltas[k].hits
+    ]
+    for hits in chunks(hit_rows, 500):
+        session.execute(insert(session, HITS).values(hits))
+
+
+def rebuild_accounts(*, session: Session, account_ids: Iterable[int]) -> None:
+    """Recompute accounts' pooled aggregates from their current members' aggregates."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return
+    members = select(USERS.c.id, USERS.c.account_id).where(USERS.c.account_id.in_(ids)).subquery()
+    for table in (FACTS, VALUES, HITS):
+        session.execute(delete(table).where(table.c.subject_kind == ACCOUNT, table.c.subject_id.in_(ids)))
+    user_facts = and_(FACTS.c.subject_kind == USER, FACTS.c.subject_id == members.c.id)
+    session.execute(
+        FACTS.insert().from_select(
+            ["subject_kind", "subject_id", "signal_id", "count", "valueless", "distinct_count", "last_at"],
+            select(
+                literal(ACCOUNT),
+                members.c.account_id,
+                FACTS.c.signal_id,
+                func.sum(FACTS.c.count),
+                func.sum(FACTS.c.valueless),
+                literal(0),
+                func.max(FACTS.c.last_at),
+            )
+            .select_from(FACTS.join(members, user_facts))
+            .group_by(members.c.account_id, FACTS.c.signal_id),
+        )
+    )
+    session.execute(
+        VALUES.insert().from_select(
+            ["subject_kind", "subject_id", "signal_id", "value"],
+            select(literal(ACCOUNT), members.c.account_id, VALUES.c.signal_id, VALUES.c.value)
+            .select_from(VALUES.join(members, and_(VALUES.c.subject_kind == USER, VALUES.c.subject_id == members.c.id)))
+            .distinct(),
+        )
+    )
+    counted = (
+        select(func.count())
+        .select_from(VALUES)
+        .where(
+            VALUES.c.subject_kind == ACCOUNT,
+            VALUES.c.subject_id == FACTS.c.subject_id,
+            VALUES.c.signal_id == FACTS.c.signal_id,
+        )
+        .scalar_subquery()
+    )
+    session.execute(
+        update(FACTS).where(FACTS.c.subject_kind == ACCOUNT, FACTS.c.subject_id.in_(ids)).values(distinct_count=counted)
+    )
+    session.execute(
+        HITS.insert().from_select(
+            ["subject_kind", "subject_id", "signal_id", "occurred_at", "value"],
+            select(
+                literal(ACCOUNT), members.c.account_id, HITS.c.signal_id, HITS.c.occurred_at, HITS.c.value
+            ).select_from(HITS.join(members, and_(HITS.c.subject_kind == USER, HITS.c.subject_id == members.c.id))),
+        )
+    )
+    last = select(func.max(USERS.c.last_active_at)).where(USERS.c.account_id == ACCOUNTS.c.id).scalar_subquery()
+    session.execute(update(ACCOUNTS).where(ACCOUNTS.c.id.in_(ids)).values(last_active_at=last))
+
+
+# --- hand-raisers and conversions -------------------------------------------------------------
+
+
+def _apply_hand_raises(session: Session, raises: Sequence[HandRaise]) -> None:
+    latest: dict[int, HandRaise] = {}
+    for hr in raises:
+        if hr.user_id not in latest or hr.at >= latest[hr.user_id].at:
+            latest[hr.user_id] = hr
+    for uid, hr in sorted(latest.items()):
+        session.execute(
+            update(USERS)
+            .where(
+                USERS.c.id == uid,
+                or_(USERS.c.hand_raised_at.is_(None), USERS.c.hand_raised_at <= hr.at),
+            )
+            .values(hand_raised_at=hr.at, hand_raised_what=hr.what[:255])
+        )
+
+
+def _apply_conversions(session: Session, conversions: Sequence[Conversion]) -> None:
+    for conv in conversions:
+        session.execute(
+            update(USERS)
+            .where(
+                USERS.c.id == conv.user_id,
+                or_(USERS.c.customer_since.is_(None), USERS.c.customer_since > conv.at),
+            )
+            .values(customer_since=conv.at)
+        )
+        if conv.account_id is not None:
+            session.execute(
+                update(ACCOUNTS)
+                .where(
+                    ACCOUNTS.c.id == conv.account_id,
+                    or_(ACCOUNTS.c.customer_since.is_(None), ACCOUNTS.c.customer_since > conv.at),
+                )
+                .values(customer_since=conv.at)
+            )

@@ -1,0 +1,177 @@
+"""Read-side queries for Slack commands: the top leads, finding people and accounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from storage.summary import display_name
+from storage.tables import ACCOUNT, ACCOUNTS, LEADS, USER, Account, Identity, User, pk
+from storage.traits import domain_of
+
+
+@dataclass(frozen=True, slots=True)
+class TopRow:
+    kind: str
+    subject_id: int
+    external_id: str
+    name: str
+    score: int
+    account: str | None
+    best_user: str | None
+    best_user_score: int | None
+    qualified: bool
+    claimed_by: str | None
+
+
+def top(*, session: Session, limit: int, kinds: tuple[str, ...] = (ACCOUNT, USER)) -> list[TopRow]:
+    """The highest-scoring leads (accounts, and users in no account), customers left out."""
+    rows: list[TopRow] = []
+    if ACCOUNT in kinds:
+        lead = LEADS.alias("l")
+        q = (
+            select(
+                ACCOUNTS.c.id,
+                ACCOUNTS.c.external_id,
+                ACCOUNTS.c.name,
+                ACCOUNTS.c.score,
+                lead.c.qualified,
+                lead.c.claimed_by,
+            )
+            .outerjoin(lead, (lead.c.subject_kind == ACCOUNT) & (lead.c.subject_id == ACCOUNTS.c.id))
+            .where(ACCOUNTS.c.customer_since.is_(None))
+            .order_by(ACCOUNTS.c.score.desc(), ACCOUNTS.c.id)
+            .limit(limit)
+        )
+        accounts = session.execute(q).all()
+        best = _best_users(session, [a.id for a in accounts])
+        for a in accounts:
+            user = best.get(a.id)
+            rows.append(
+                TopRow(
+                    ACCOUNT,
+                    a.id,
+                    a.external_id,
+                    a.name or a.external_id,
+                    a.score,
+                    a.name or a.external_id,
+                    display_name(user) if user else None,
+                    user.score if user else None,
+                    bool(a.qualified),
+                    a.claimed_by,
+                )
+            )
+    if USER in kinds:
+        lead = LEADS.alias("l")
+        q = (
+            select(User, lead.c.qualified, lead.c.claimed_by)
+            .outerjoin(lead, (lead.c.subject_kind == USER) & (lead.c.subject_id == col(User.id)))
+            .where(col(User.account_id).is_(None), col(User.customer_since).is_(None))
+            .order_by(col(User.score).desc(), col(User.id))
+            .limit(limit)
+        )
+        for row in session.execute(q).all():
+            lone: User = row[0]
+            qualified, claimed_by = row[1], row[2]
+            rows.append(
+                TopRow(
+                    USER,
+                    pk(lone),
+                    lone.external_id or f"#{lone.id}",
+                    display_name(lone),
+                    lone.score,
+                    None,
+                    None,
+                    None,
+                    bool(qualified),
+                    claimed_by,
+                )
+            )
+    rows.sort(key=lambda r: (-r.score, r.kind, r.subject_id))
+    return rows[:limit]
+
+
+def _best_users(session: Session, account_ids: list[int]) -> dict[int, User]:
+    if not account_ids:
+        return {}
+    ranked = (
+        select(
+            col(User.id),
+            func.row_number()
+            .over(
+                partition_by=col(User.account_id),
+                order_by=(col(User.score).desc(), col(User.activity_count).desc(), col(User.id)),
+            )
+            .label("rank"),
+        )
+        .where(col(User.account_id).in_(account_ids))
+        .subquery()
+    )
+    users = session.scalars(select(User).join(ranked, ranked.c.id == col(User.id)).where(ranked.c.rank == 1))
+    return {int(u.account_id): u for u in users}  # type: ignore[arg-type]
+
+
+def find_user(*, session: Session, query: str) -> User | None:
+    """A user by email, user id or anonymous id."""
+    q = query.strip()
+    if not q:
+        return None
+    found = session.scalars(select(User).where(col(User.external_id) == q)).first()
+    if found is None and "@" in q:
+        found = session.scalars(
+            select(User).where(col(User.email) == q.casefold()).order_by(col(User.last_active_at).desc())
+        ).first()
+    if found is None:
+        found = session.scalars(
+            select(User).join(Identity, col(Identity.user_id) == col(User.id)).where(col(Identity.anonymous_id) == q)
+        ).first()
+    return found
+
+
+def find_accounts(*, session: Session, query: str, limit: int = 6) -> list[Account]:
+    """Accounts by id, name (case-insensitive, exact before partial) or email domain."""
+    q = " ".join(query.split())
+    if not q:
+        return []
+    exact = session.scalars(select(Account).where(col(Account.external_id) == q)).first()
+    if exact is not None:
+        return [exact]
+    by_name = session.scalars(
+        select(Account)
+        .where(func.lower(col(Account.name)) == q.casefold())
+        .order_by(col(Account.score).desc())
+        .limit(limit)
+    ).all()
+    if by_name:
+        return list(by_name)
+    domain = domain_of(q)
+    if domain:
+        by_domain = session.scalars(select(Account).where(col(Account.domain) == domain).limit(limit)).all()
+        if by_domain:
+            return list(by_domain)
+    pattern = "%" + q.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return list(
+        session.scalars(
+            select(Account)
+            .where(
+                or_(
+                    func.lower(col(Account.name)).like(pattern, escape="\\"),
+                    func.lower(col(Account.external_id)).like(pattern, escape="\\"),
+                )
+            )
+            .order_by(col(Account.score).desc())
+            .limit(limit)
+        )
+    )
+
+
+def account_members(*, session: Session, account_id: int, limit: int = 200) -> list[Any]:
+    return list(
+        session.scalars(
+            select(User).where(col(User.account_id) == account_id).order_by(col(User.score).desc()).limit(limit)
+        )
+    )

@@ -1,0 +1,166 @@
+"""The adoption summary alerts and `/pql account` show: what the team adopted, whom to contact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from scoring import Facts, Model, evaluate
+from scoring.contact import Member, choose_contact
+from storage.facts import load_facts
+from storage.tables import ACCOUNT, USERS, VALUES, Account, User
+
+MAX_MEMBERS_READ = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SHOWN_VALUES = 5
+
+
+def display_name(user: User | Any) -> str:
+    """How a person is named to sales: name, else email, else their id."""
+    if user.name:
+        return str(user.name)
+    if user.email:
+        return str(user.email)
+    if user.external_id:
+        return str(user.external_id)
+    return f"anonymous visitor #{user.id}"
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _person(user: User) -> dict[str, Any]:
+    return {
+        "id": user.external_id or f"#{user.id}",
+        "display": display_name(user),
+        "email": user.email,
+        "role": user.role,
+        "score": user.score,
+        "last_active_at": _iso(user.last_active_at),
+    }
+
+
+def _signals(
+    session: Session, model: Model, kind: str, subject_id: int, facts: Facts, now: datetime
+) -> tuple[list[dict[str, Any]], int]:
+    score = evaluate(model, facts, now)
+    out = []
+    for r in score.breakdown:
+        signal = model.signal(r.id)
+        values: list[str] = []
+        if signal is not None and signal.distinct_property and r.measure:
+            values = list(
+                session.scalars(
+                    select(VALUES.c.value)
+                    .where(
+                        VALUES.c.subject_kind == kind,
+                        VALUES.c.subject_id == subject_id,
+                        VALUES.c.signal_id == r.id,
+                    )
+                    .order_by(VALUES.c.value)
+                    .limit(SHOWN_VALUES + 1)
+                )
+            )
+        out.append(
+            {
+                **r.as_dict(),
+                "window": signal.describe_window() if signal else "",
+                "inactivity": bool(signal and signal.is_inactivity),
+                "values": values,
+            }
+        )
+    return out, score.total
+
+
+def _member(user: User) -> Member:
+    return Member(
+        user_id=str(user.id),
+        display=display_name(user),
+        score=user.score,
+        activity_count=user.activity_count,
+        last_active_at=user.last_active_at,
+        role=user.role,
+        hand_raised_at=user.hand_raised_at,
+        hand_raised_what=user.hand_raised_what,
+    )
+
+
+def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: datetime) -> dict[str, Any]:
+    """Everything a rep needs about a lead, as plain data (stored with alerts, rendered anywhere)."""
+    facts = load_facts(session=session, kind=kind, ids=[subject_id], model=model, now=now)[subject_id]
+    signals, total = _signals(session, model, kind, subject_id, facts, now)
+    since_7d, since_30d = now - timedelta(days=7), now - timedelta(days=30)
+    if kind == ACCOUNT:
+        account = session.get(Account, subject_id)
+        assert account is not None
+        subject = {
+            "kind": "account",
+            "id": account.external_id,
+            "name": account.name or account.external_id,
+            "domain": account.domain,
+            "plan": _plain(account.traits.get("plan")),
+            "customer": account.customer_since is not None,
+        }
+        users = list(
+            session.scalars(
+                select(User)
+                .where(col(User.account_id) == subject_id)
+                .order_by(col(User.activity_count).desc(), col(User.id))
+                .limit(MAX_MEMBERS_READ)
+            )
+        )
+        total_members, active_7d, active_30d = session.execute(
+            select(
+                func.count(),
+                func.count().filter(USERS.c.last_active_at > since_7d),
+                func.count().filter(USERS.c.last_active_at > since_30d),
+            ).where(USERS.c.account_id == subject_id)
+        ).one()
+    else:
+        user = session.get(User, subject_id)
+        assert user is not None
+        subject = {
+            "kind": "user",
+            "id": user.external_id or f"#{user.id}",
+            "name": display_name(user),
+            "email": user.email,
+            "customer": user.customer_since is not None,
+        }
+        users = [user]
+        total_members = 1
+        active_7d = int(bool(user.last_active_at and user.last_active_at > since_7d))
+        active_30d = int(bool(user.last_active_at and user.last_active_at > since_30d))
+    by_id = {str(u.id): u for u in users}
+    contact = choose_contact([_member(u) for u in users])
+    drivers = []
+    for s in signals:
+        if s["fired"] and not s["inactivity"]:
+            names = [display_name(u) for u in users if ((u.breakdown or {}).get("signals", {}).get(s["id"]) or [0])[0]]
+            drivers.append({"signal": s["label"], "members": names[:5], "more": max(0, len(names) - 5)})
+    raised = max((u for u in users if u.hand_raised_at), key=lambda u: u.hand_raised_at or _EPOCH, default=None)
+    return {
+        "subject": subject,
+        "score": total,
+        "threshold": model.threshold,
+        "signals": signals,
+        "members": {"total": int(total_members), "active_7d": int(active_7d), "active_30d": int(active_30d)},
+        "top_users": [_person(u) for u in sorted(users, key=lambda u: (-u.score, -u.activity_count))[:5]],
+        "drivers": drivers,
+        "contact": None if contact is None else {**_person(by_id[contact.member.user_id]), "reason": contact.reason},
+        "champion": None if contact is None or contact.champion is None else _person(by_id[contact.champion.user_id]),
+        "hand_raise": None
+        if raised is None
+        else {**_person(raised), "what": raised.hand_raised_what, "at": _iso(raised.hand_raised_at)},
+        "at": now.isoformat(),
+    }
+
+
+def _plain(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)[:100]

@@ -1,0 +1,60 @@
+"""Profile traits: merged per trait, the latest by event time wins (not arrival order)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+MAX_TRAITS = 100
+
+
+def merge_traits(current: dict[str, Any], times: dict[str, Any], new: dict[str, Any], at: datetime) -> bool:
+    """Merge `new` traits seen at `at` into `current`, in place; True if anything changed."""
+    stamp = at.isoformat()
+    changed = False
+    for key, value in new.items():
+        if key not in current and len(current) >= MAX_TRAITS:
+            continue
+        seen = times.get(key)
+        if seen is not None and datetime.fromisoformat(seen) > at:
+            continue  # an older identify arriving late does not overwrite a newer value
+        if current.get(key) != value or seen != stamp:
+            current[key] = value
+            times[key] = stamp
+            changed = True
+    return changed
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    text = " ".join(str(value).split())
+    return text[:limit] or None
+
+
+def user_columns(traits: dict[str, Any]) -> dict[str, Any]:
+    email = _text(traits.get("email"), 320)
+    name = _text(traits.get("name"), 255)
+    if not name:
+        parts = [_text(traits.get(k), 120) for k in ("firstName", "first_name", "lastName", "last_name")]
+        name = " ".join(p for p in parts if p) or None
+    role = _text(traits.get("title") or traits.get("role") or traits.get("job_title"), 255)
+    return {"email": email.casefold() if email and "@" in email else None, "name": name, "role": role}
+
+
+def domain_of(value: Any) -> str | None:
+    """`acme.com` from `https://www.acme.com/about`, `acme.com` or `ann@acme.com`."""
+    text = _text(value, 255)
+    if not text:
+        return None
+    text = text.casefold()
+    if "@" in text and "/" not in text:
+        text = text.rsplit("@", 1)[1]
+    host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
+    host = host.removeprefix("www.")
+    return host if "." in host else None
+
+
+def account_columns(traits: dict[str, Any]) -> dict[str, Any]:
+    return {"name": _text(traits.get("name"), 255), "domain": domain_of(traits.get("domain") or traits.get("website"))}
