@@ -59,7 +59,7 @@ def choose_contact(members: Sequence[Member]) -> Contact | None:
     if raised:
         pick = max(raised, key=lambda m: m.hand_raised_at.timestamp() if m.hand_raised_at else 0.0)
         what = pick.hand_raised_what or "the upgrade or billing page"
-        reason = f"raised a hand: opened {what}"
+        reason = f"raised a hand ({what})"
     else:
         buyers = [m for m in members if is_buyer_role(m.role)]
         if buyers:

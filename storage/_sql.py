@@ -41,3 +41,9 @@ def dialect(session: Session) -> str:
 def affected(result: Any) -> int:
     """Rows an UPDATE or DELETE changed (how a compare-and-set knows it won)."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def many(session: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Run one statement for many parameter sets (executemany): compiled once, sent in batches."""
+    if rows:
+        session.connection().execute(statement, list(rows))

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from scoring import Event, Model, hand_raiser, is_activity, is_conversion, signal_hits
-from storage._sql import chunks, insert
+from storage._sql import chunks, insert, many
 from storage.tables import (
     ACCOUNT,
     ACCOUNTS,
@@ -34,6 +35,7 @@ from storage.tables import (
     User,
 )
 from storage.traits import account_columns, merge_traits, user_columns
+from storage.types import UTCDateTime
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,37 +179,38 @@ def _resolve_users(session: Session, batch: Sequence[Event], now: datetime) -> d
 
 
 def _ensure_users(session: Session, first_seen: dict[str, datetime]) -> dict[str, int]:
+    """Ids of users by external id, creating the missing ones (first seen at their first event)."""
     if not first_seen:
         return {}
-    ids = sorted(first_seen)
-    for part in chunks(ids):
-        session.execute(
-            insert(session, USERS)
-            .values(
-                [
-                    {
-                        "external_id": x,
-                        "first_seen_at": first_seen[x],
-                        "traits": {},
-                        "trait_times": {},
-                        "breakdown": {},
-                        "score": 0,
-                        "activity_count": 0,
-                    }
-                    for x in part
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["external_id"])
+    found = _user_ids(session, sorted(first_seen))
+    missing = sorted(set(first_seen) - set(found))
+    if missing:
+        many(
+            session,
+            insert(session, USERS).on_conflict_do_nothing(index_elements=["external_id"]),
+            [
+                {
+                    "external_id": x,
+                    "first_seen_at": first_seen[x],
+                    "traits": {},
+                    "trait_times": {},
+                    "breakdown": {},
+                    "score": 0,
+                    "activity_count": 0,
+                }
+                for x in missing
+            ],
         )
+        found.update(_user_ids(session, missing))
+    return found
+
+
+def _user_ids(session: Session, external_ids: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for part in chunks(ids):
+    for part in chunks(external_ids):
         found.update(
-            {
-                x: i
-                for x, i in session.execute(
-                    select(USERS.c.external_id, USERS.c.id).where(USERS.c.external_id.in_(part))
-                )
-            }
+            (x, i)
+            for x, i in session.execute(select(USERS.c.external_id, USERS.c.id).where(USERS.c.external_id.in_(part)))
         )
     return found
 
@@ -252,31 +255,24 @@ def _new_anonymous_user(session: Session, anonymous_id: str, at: datetime) -> in
 
 
 def _insert_events(session: Session, batch: Sequence[Event], user_of: dict[str, int | None]) -> set[str]:
-    new: set[str] = set()
-    for part in chunks(batch, 300):
-        rows = [
-            {
-                "message_id": ev.message_id,
-                "user_id": user_of.get(ev.message_id),
-                "kind": ev.kind,
-                "name": ev.name,
-                "group_id": ev.group_id,
-                "occurred_at": ev.timestamp,
-                "received_at": ev.received_at,
-                "properties": ev.properties or ev.traits or {},
-                "source": ev.source,
-                "flags": ",".join(ev.flags) or None,
-            }
-            for ev in part
-        ]
-        stmt = (
-            insert(session, EVENTS)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(EVENTS.c.message_id)
-        )
-        new.update(session.execute(stmt).scalars())
-    return new
+    """Insert the batch; the message ids that were new (the rest were already stored)."""
+    rows = [
+        {
+            "message_id": ev.message_id,
+            "user_id": user_of.get(ev.message_id),
+            "kind": ev.kind,
+            "name": ev.name,
+            "group_id": ev.group_id,
+            "occurred_at": ev.timestamp,
+            "received_at": ev.received_at,
+            "properties": ev.properties or ev.traits or {},
+            "source": ev.source,
+            "flags": ",".join(ev.flags) or None,
+        }
+        for ev in batch
+    ]
+    stmt = insert(session, EVENTS).on_conflict_do_nothing(index_elements=["message_id"]).returning(EVENTS.c.message_id)
+    return set(session.execute(stmt, rows).scalars())
 
 
 # --- profiles and membership ------------------------------------------------------------------
@@ -333,27 +329,32 @@ def _ensure_accounts(session: Session, group_ids: list[str], fresh: Sequence[Eve
     for ev in fresh:
         if ev.group_id:
             first.setdefault(ev.group_id, ev.timestamp)
-    for part in chunks(group_ids):
-        session.execute(
-            insert(session, ACCOUNTS)
-            .values(
-                [
-                    {
-                        "external_id": g,
-                        "first_seen_at": first[g],
-                        "traits": {},
-                        "trait_times": {},
-                        "breakdown": {},
-                        "score": 0,
-                    }
-                    for g in part
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["external_id"])
+    found = _accounts_by_external_id(session, group_ids)
+    missing = [g for g in group_ids if g not in found]
+    if missing:
+        many(
+            session,
+            insert(session, ACCOUNTS).on_conflict_do_nothing(index_elements=["external_id"]),
+            [
+                {
+                    "external_id": g,
+                    "first_seen_at": first[g],
+                    "traits": {},
+                    "trait_times": {},
+                    "breakdown": {},
+                    "score": 0,
+                }
+                for g in missing
+            ],
         )
+        found.update(_accounts_by_external_id(session, missing))
+    return found
+
+
+def _accounts_by_external_id(session: Session, ids: list[str]) -> dict[str, Account]:
     found: dict[str, Account] = {}
-    for part in chunks(group_ids):
-        for acc in session.scalars(select(Account).where(Account.external_id.in_(part))):  # type: ignore[attr-defined]
+    for part in chunks(ids):
+        for acc in session.scalars(select(Account).where(col(Account.external_id).in_(part))):
             found[acc.external_id] = acc
     return found
 
@@ -373,6 +374,31 @@ def _accounts_of(session: Session, user_ids: Iterable[int]) -> dict[int, int | N
 def _later(column: Any, value: Any) -> Any:
     """SQL for `max(column, value)` that treats NULL as older than anything."""
     return case((or_(column.is_(None), column < value), value), else_=column)
+
+
+# Statements built once: executemany runs them per row without compiling again.
+_USER_ACTIVITY = (
+    update(USERS)
+    .where(USERS.c.id == bindparam("b_id"))
+    .values(
+        activity_count=USERS.c.activity_count + bindparam("b_n"),
+        last_active_at=_later(USERS.c.last_active_at, bindparam("b_last", type_=UTCDateTime())),
+    )
+)
+_ACCOUNT_ACTIVITY = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == bindparam("b_id"))
+    .values(last_active_at=_later(ACCOUNTS.c.last_active_at, bindparam("b_last", type_=UTCDateTime())))
+)
+_DISTINCT_ADDED = (
+    update(FACTS)
+    .where(
+        FACTS.c.subject_kind == bindparam("b_kind"),
+        FACTS.c.subject_id == bindparam("b_id"),
+        FACTS.c.signal_id == bindparam("b_signal"),
+    )
+    .values(distinct_count=FACTS.c.distinct_count + bindparam("b_n"))
+)
 
 
 def _apply_activity(
@@ -398,16 +424,8 @@ def _apply_activity(
         per_user[uid] = (n + 1, max(last, ev.timestamp))
         if acc is not None:
             per_account[acc] = max(per_account.get(acc, ev.timestamp), ev.timestamp)
-    for uid, (n, last) in sorted(per_user.items()):
-        session.execute(
-            update(USERS)
-            .where(USERS.c.id == uid)
-            .values(activity_count=USERS.c.activity_count + n, last_active_at=_later(USERS.c.last_active_at, last))
-        )
-    for acc, last in sorted(per_account.items()):
-        session.execute(
-            update(ACCOUNTS).where(ACCOUNTS.c.id == acc).values(last_active_at=_later(ACCOUNTS.c.last_active_at, last))
-        )
+    many(session, _USER_ACTIVITY, [{"b_id": u, "b_n": n, "b_last": last} for u, (n, last) in sorted(per_user.items())])
+    many(session, _ACCOUNT_ACTIVITY, [{"b_id": a, "b_last": last} for a, last in sorted(per_account.items())])
 
 
 def _apply_signals(
@@ -435,65 +453,60 @@ def _apply_signals(
 
 
 def apply_deltas(session: Session, deltas: dict[tuple[str, int, str], _Delta]) -> None:
+    """Move the aggregates by what a batch added (counts, distinct values, timed hits)."""
     keys = sorted(deltas)  # a fixed order keeps concurrent PostgreSQL writers from deadlocking
-    for part in chunks(keys, 300):
-        stmt = insert(session, FACTS).values(
-            [
-                {
-                    "subject_kind": k[0],
-                    "subject_id": k[1],
-                    "signal_id": k[2],
-                    "count": deltas[k].count,
-                    "valueless": deltas[k].valueless,
-                    "distinct_count": 0,
-                    "last_at": deltas[k].last_at,
-                }
-                for k in part
-            ]
-        )
-        ex = stmt.excluded
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["subject_kind", "subject_id", "signal_id"],
-                set_={
-                    "count": FACTS.c.count + ex.count,
-                    "valueless": FACTS.c.valueless + ex.valueless,
-                    "last_at": _later(FACTS.c.last_at, ex.last_at),
-                },
-            )
-        )
+    stmt = insert(session, FACTS)
+    ex = stmt.excluded
+    many(
+        session,
+        stmt.on_conflict_do_update(
+            index_elements=["subject_kind", "subject_id", "signal_id"],
+            set_={
+                "count": FACTS.c.count + ex.count,
+                "valueless": FACTS.c.valueless + ex.valueless,
+                "last_at": _later(FACTS.c.last_at, ex.last_at),
+            },
+        ),
+        [
+            {
+                "subject_kind": k[0],
+                "subject_id": k[1],
+                "signal_id": k[2],
+                "count": deltas[k].count,
+                "valueless": deltas[k].valueless,
+                "distinct_count": 0,
+                "last_at": deltas[k].last_at,
+            }
+            for k in keys
+        ],
+    )
     value_rows = [
         {"subject_kind": k[0], "subject_id": k[1], "signal_id": k[2], "value": v}
         for k in keys
         for v in sorted(deltas[k].values)
     ]
     added: dict[tuple[str, int, str], int] = defaultdict(int)
-    for rows in chunks(value_rows, 300):
-        stmt = (
-            insert(session, VALUES)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(VALUES.c.subject_kind, VALUES.c.subject_id, VALUES.c.signal_id)
-        )
-        for row in session.execute(stmt):
+    if value_rows:
+        stmt = insert(session, VALUES)
+        for row in session.execute(
+            stmt.on_conflict_do_nothing().returning(VALUES.c.subject_kind, VALUES.c.subject_id, VALUES.c.signal_id),
+            value_rows,
+        ):
             added[(row[0], row[1], row[2])] += 1
-    for k, n in sorted(added.items()):
-        session.execute(
-            update(FACTS)
-            .where(
-                FACTS.c.subject_kind == k[0],
-                FACTS.c.subject_id == k[1],
-                FACTS.c.signal_id == k[2],
-            )
-            .values(distinct_count=FACTS.c.distinct_count + n)
-        )
-    hit_rows = [
-        {"subject_kind": k[0], "subject_id": k[1], "signal_id": k[2], "occurred_at": at, "value": v}
-        for k in keys
-        for at, v in deltas[k].hits
-    ]
-    for hits in chunks(hit_rows, 500):
-        session.execute(insert(session, HITS).values(hits))
+    many(
+        session,
+        _DISTINCT_ADDED,
+        [{"b_kind": k[0], "b_id": k[1], "b_signal": k[2], "b_n": n} for k, n in sorted(added.items())],
+    )
+    many(
+        session,
+        insert(session, HITS),
+        [
+            {"subject_kind": k[0], "subject_id": k[1], "signal_id": k[2], "occurred_at": at, "value": v}
+            for k in keys
+            for at, v in deltas[k].hits
+        ],
+    )
 
 
 def rebuild_accounts(*, session: Session, account_ids: Iterable[int]) -> None:
@@ -557,38 +570,46 @@ def rebuild_accounts(*, session: Session, account_ids: Iterable[int]) -> None:
 # --- hand-raisers and conversions -------------------------------------------------------------
 
 
+_HAND_RAISED = (
+    update(USERS)
+    .where(
+        USERS.c.id == bindparam("b_id"),
+        or_(USERS.c.hand_raised_at.is_(None), USERS.c.hand_raised_at <= bindparam("b_at", type_=UTCDateTime())),
+    )
+    .values(hand_raised_at=bindparam("b_at"), hand_raised_what=bindparam("b_what"))
+)
+_USER_CONVERTED = (
+    update(USERS)
+    .where(
+        USERS.c.id == bindparam("b_id"),
+        or_(USERS.c.customer_since.is_(None), USERS.c.customer_since > bindparam("b_at", type_=UTCDateTime())),
+    )
+    .values(customer_since=bindparam("b_at"))
+)
+_ACCOUNT_CONVERTED = (
+    update(ACCOUNTS)
+    .where(
+        ACCOUNTS.c.id == bindparam("b_id"),
+        or_(ACCOUNTS.c.customer_since.is_(None), ACCOUNTS.c.customer_since > bindparam("b_at", type_=UTCDateTime())),
+    )
+    .values(customer_since=bindparam("b_at"))
+)
+
+
 def _apply_hand_raises(session: Session, raises: Sequence[HandRaise]) -> None:
     latest: dict[int, HandRaise] = {}
     for hr in raises:
         if hr.user_id not in latest or hr.at >= latest[hr.user_id].at:
             latest[hr.user_id] = hr
-    for uid, hr in sorted(latest.items()):
-        session.execute(
-            update(USERS)
-            .where(
-                USERS.c.id == uid,
-                or_(USERS.c.hand_raised_at.is_(None), USERS.c.hand_raised_at <= hr.at),
-            )
-            .values(hand_raised_at=hr.at, hand_raised_what=hr.what[:255])
-        )
+    many(
+        session, _HAND_RAISED, [{"b_id": u, "b_at": hr.at, "b_what": hr.what[:255]} for u, hr in sorted(latest.items())]
+    )
 
 
 def _apply_conversions(session: Session, conversions: Sequence[Conversion]) -> None:
-    for conv in conversions:
-        session.execute(
-            update(USERS)
-            .where(
-                USERS.c.id == conv.user_id,
-                or_(USERS.c.customer_since.is_(None), USERS.c.customer_since > conv.at),
-            )
-            .values(customer_since=conv.at)
-        )
-        if conv.account_id is not None:
-            session.execute(
-                update(ACCOUNTS)
-                .where(
-                    ACCOUNTS.c.id == conv.account_id,
-                    or_(ACCOUNTS.c.customer_since.is_(None), ACCOUNTS.c.customer_since > conv.at),
-                )
-                .values(customer_since=conv.at)
-            )
+    many(session, _USER_CONVERTED, [{"b_id": c.user_id, "b_at": c.at} for c in conversions])
+    many(
+        session,
+        _ACCOUNT_CONVERTED,
+        [{"b_id": c.account_id, "b_at": c.at} for c in conversions if c.account_id is not None],
+    )
