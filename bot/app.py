@@ -19,12 +19,14 @@ from starlette.routing import Route
 
 from bot.clock import Clock, utcnow
 from bot.delivery import Delivery, slack_client
+from bot.errors import ConfigError
 from bot.ingest.http import BadRequest, read_body, segment_endpoint
 from bot.jobs import scheduler
 from bot.pipeline import Pipeline
 from bot.services import Services
-from bot.settings import Settings
+from bot.settings import HINTS, Settings
 from bot.slack import listeners
+from scoring.model import ModelError, load_model
 from storage import Database
 from storage import outbox as outbox_store
 
@@ -59,7 +61,7 @@ class Runtime:
         self.db = db or Database(settings.database_url)
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else "xoxb-unset"
         self.client = client or slack_client(token, settings.slack_api_url)
-        model_text = settings.model_path.read_text("utf-8") if settings.model_path else None
+        model_text = _read_model(settings)
         self.pipeline = Pipeline(self.db, clock=clock, on_alert=self._wake, initial_model=model_text)
         self.services = Services(settings=settings, db=self.db, pipeline=self.pipeline, clock=clock)
         self.delivery = Delivery(self.services, self.client)
@@ -140,3 +142,21 @@ class Runtime:
 
     def asgi(self) -> Starlette:
         return Starlette(routes=self.routes(), lifespan=self.lifespan)
+
+
+def _read_model(settings: Settings) -> str | None:
+    """The PQLBOT_MODEL file's text, checked now so a bad file stops start-up with one line."""
+    if settings.model_path is None:
+        return None
+    try:
+        text = settings.model_path.read_text("utf-8")
+        load_model(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"PQLBOT_MODEL names a file pqlbot cannot read ({type(exc).__name__}): {HINTS['PQLBOT_MODEL']}"
+        ) from None
+    except ModelError as exc:
+        raise ConfigError(
+            f"PQLBOT_MODEL {settings.model_path} is not a valid model: {'; '.join(exc.problems)}"
+        ) from None
+    return text
