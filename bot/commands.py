@@ -26,6 +26,7 @@ from storage.tables import Account, Alert, User
 
 log = logging.getLogger("pqlbot.commands")
 MAX_TOP = 50
+MAX_STATS_MONTHS = 24
 
 
 @dataclass
@@ -252,6 +253,20 @@ def _threshold(services: Services, user_id: str, args: list[str]) -> Reply:
     return Reply(model_admin.set_threshold(services, value=args[0], by=user_id))
 
 
+def _stats(services: Services, user_id: str, args: list[str]) -> Reply:
+    months = 6
+    if args:
+        if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_STATS_MONTHS:
+            raise UserInputError(f"`/pql stats [months]` takes a number of months from 1 to {MAX_STATS_MONTHS}.")
+        months = int(args[0])
+    now = services.clock()
+    with services.db.read() as s:
+        rows = queries.conversion_by_month(session=s, months=months, now=now, zone=services.settings.zone)
+    total = sum(r.pqls for r in rows)
+    converted = sum(r.converted for r in rows)
+    return Reply(render("stats.json.j2", rows=rows, total=total, converted=converted, zone=services.settings.timezone))
+
+
 COMMANDS: dict[str, Callable[[Services, str, list[str]], Reply]] = {
     "help": _help,
     "top": _top,
@@ -259,6 +274,7 @@ COMMANDS: dict[str, Callable[[Services, str, list[str]], Reply]] = {
     "account": _account,
     "claim": _claim,
     "model": _model,
+    "stats": _stats,
     "weight": _admin(_weight),
     "threshold": _admin(_threshold),
 }

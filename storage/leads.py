@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -19,6 +19,7 @@ from scoring import Score
 from storage._sql import affected, chunks, insert
 from storage.facts import compact_breakdown, subject_table
 from storage.tables import ACCOUNT, LEADS, USERS, Account, Lead, User, pk
+from storage.types import UTCDateTime
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ def update_leads(
                 .values(
                     qualified=True,
                     qualified_at=now,
+                    first_qualified_at=func.coalesce(LEADS.c.first_qualified_at, literal(now, UTCDateTime())),
                     cooled_at=None,
                     score_at_alert=score.total,
                     breakdown_at_alert=compact_breakdown(score),

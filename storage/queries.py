@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -175,3 +177,46 @@ def account_members(*, session: Session, account_id: int, limit: int = 200) -> l
             select(User).where(col(User.account_id) == account_id).order_by(col(User.score).desc()).limit(limit)
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MonthRow:
+    month: str  # "2026-11", in the reporting time zone
+    pqls: int
+    converted: int
+    median_days: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.converted / self.pqls if self.pqls else 0.0
+
+
+def conversion_by_month(*, session: Session, months: int, now: datetime, zone: tzinfo) -> list[MonthRow]:
+    """PQL-to-customer conversion by monthly cohort (the month a lead first became a PQL)."""
+    local_now = now.astimezone(zone)
+    year, month = local_now.year, local_now.month - (months - 1)
+    while month < 1:
+        year, month = year - 1, month + 12
+    start = datetime(year, month, 1, tzinfo=zone)
+    keys = []
+    y, m = year, month
+    for _ in range(months):
+        keys.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    cohorts: dict[str, list[float | None]] = {k: [] for k in keys}
+    rows = session.execute(
+        select(LEADS.c.first_qualified_at, LEADS.c.converted_at).where(
+            LEADS.c.first_qualified_at.is_not(None), LEADS.c.first_qualified_at >= start
+        )
+    )
+    for first, converted in rows:
+        key = first.astimezone(zone).strftime("%Y-%m")
+        if key in cohorts:
+            days = max(0.0, (converted - first).total_seconds() / 86400) if converted else None
+            cohorts[key].append(days)
+    out = []
+    for key in keys:
+        values = cohorts[key]
+        done = sorted(d for d in values if d is not None)
+        out.append(MonthRow(key, len(values), len(done), statistics.median(done) if done else None))
+    return out

@@ -136,7 +136,8 @@ class Lead(SQLModel, table=True):
     subject_kind: str = Field(max_length=1)
     subject_id: int
     qualified: bool = False
-    qualified_at: datetime | None = _at()
+    first_qualified_at: datetime | None = _at()  # the cohort a PQL counts in
+    qualified_at: datetime | None = _at()  # the latest crossing
     cooled_at: datetime | None = _at()
     score_at_alert: int | None = None
     breakdown_at_alert: dict[str, Any] | None = _json(nullable=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 16:29:59.035830
+Create Date: 2026-12-03 16:52:09.938810
 
 """
 
@@ -91,6 +91,7 @@ def upgrade() -> None:
         sa.Column("subject_kind", sqlmodel.sql.sqltypes.AutoString(length=1), nullable=False),
         sa.Column("subject_id", sa.Integer(), nullable=False),
         sa.Column("qualified", sa.Boolean(), nullable=False),
+        sa.Column("first_qualified_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("qualified_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("cooled_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("score_at_alert", sa.Integer(), nullable=True),
@@ -188,7 +189,7 @@ def upgrade() -> None:
         "events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
         sa.Column("group_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
