@@ -25,9 +25,12 @@ def is_activity(event: Event) -> bool:
 
 
 def page_path(event: Event) -> str | None:
-    """The page path: `properties.path`, else the path of `properties.url`."""
+    """The page path: the event's path, else `properties.path`, else the path of `properties.url`."""
     if event.path:
         return event.path
+    path = event.properties.get("path")
+    if isinstance(path, str) and path.startswith("/"):
+        return path
     url = event.properties.get("url")
     if isinstance(url, str) and url:
         try:

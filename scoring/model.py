@@ -192,7 +192,28 @@ def model_from_dict(data: Any) -> Model:
     try:
         return Model.model_validate(_lists_to_tuples(data))
     except ValidationError as exc:
-        raise ModelError(_problems(exc)) from None
+        problems = _problems(exc)
+        # Pydantic checks the whole model only once every field is valid: report repeated
+        # signal ids now too, so an admin sees every problem in one go.
+        problems += [p for p in _duplicate_ids(data) if p not in problems]
+        raise ModelError(problems) from None
+
+
+def _duplicate_ids(data: dict[str, Any]) -> list[str]:
+    signals = data.get("signals")
+    if not isinstance(signals, (list, tuple)):
+        return []
+    seen: dict[str, int] = {}
+    problems = []
+    for i, signal in enumerate(signals):
+        sid = signal.get("id") if isinstance(signal, dict) else None
+        if not isinstance(sid, str):
+            continue
+        if sid in seen:
+            problems.append(f"signals[{i}].id: duplicate signal id {sid!r} (also signals[{seen[sid]}])")
+        else:
+            seen[sid] = i
+    return problems
 
 
 def load_model(text: str) -> Model:

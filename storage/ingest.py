@@ -296,20 +296,20 @@ def _apply_profiles(
         uid = user_of.get(ev.message_id)
         user = users.get(uid) if uid is not None else None
         if ev.kind == "identify" and user is not None and ev.traits:
-            if merge_traits(user.traits, user.trait_times, ev.traits, ev.timestamp):
-                user.traits = dict(user.traits)
-                user.trait_times = dict(user.trait_times)
+            merged = merge_traits(user.traits, user.trait_times, ev.traits, ev.timestamp)
+            if merged is not None:
+                user.traits, user.trait_times = merged
                 for k, v in user_columns(user.traits).items():
                     setattr(user, k, v)
         if ev.group_id:
             account = accounts[ev.group_id]
-            if (
-                ev.kind == "group"
-                and ev.traits
-                and merge_traits(account.traits, account.trait_times, ev.traits, ev.timestamp)
-            ):
-                account.traits = dict(account.traits)
-                account.trait_times = dict(account.trait_times)
+            merged = (
+                merge_traits(account.traits, account.trait_times, ev.traits, ev.timestamp)
+                if (ev.kind == "group" and ev.traits)
+                else None
+            )
+            if merged is not None:
+                account.traits, account.trait_times = merged
                 for k, v in account_columns(account.traits).items():
                     setattr(account, k, v)
             out.accounts.add(account.id)  # type: ignore[arg-type]

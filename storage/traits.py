@@ -9,21 +9,28 @@ from urllib.parse import urlsplit
 MAX_TRAITS = 100
 
 
-def merge_traits(current: dict[str, Any], times: dict[str, Any], new: dict[str, Any], at: datetime) -> bool:
-    """Merge `new` traits seen at `at` into `current`, in place; True if anything changed."""
+def merge_traits(
+    current: dict[str, Any], times: dict[str, Any], new: dict[str, Any], at: datetime
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """`new` traits seen at `at`, merged into copies of `current` and its per-trait `times`.
+
+    Returns the merged (traits, times), or None when nothing changed. The inputs are left as they
+    are: the caller assigns the copies, which is how the ORM notices the change.
+    """
+    traits, stamps = dict(current), dict(times)
     stamp = at.isoformat()
     changed = False
     for key, value in new.items():
-        if key not in current and len(current) >= MAX_TRAITS:
+        if key not in traits and len(traits) >= MAX_TRAITS:
             continue
-        seen = times.get(key)
+        seen = stamps.get(key)
         if seen is not None and datetime.fromisoformat(seen) > at:
             continue  # an older identify arriving late does not overwrite a newer value
-        if current.get(key) != value or seen != stamp:
-            current[key] = value
-            times[key] = stamp
+        if traits.get(key) != value or seen != stamp:
+            traits[key] = value
+            stamps[key] = stamp
             changed = True
-    return changed
+    return (traits, stamps) if changed else None
 
 
 def _text(value: Any, limit: int) -> str | None:

@@ -113,7 +113,10 @@ def parse_message(
         if path is None and isinstance(page, dict):
             path = clean.text(page.get("path"), "context.page.path", limit=clean.MAX_PATH)
     message_id = clean.identifier(msg.get("messageId"), "messageId") or f"pqlbot-{uuid.uuid4()}"
+    # Clients send the device time as `timestamp`; some send it as `originalTimestamp`.
     ts = clean.timestamp(msg.get("timestamp"), "timestamp")
+    if ts is None:
+        ts = clean.timestamp(msg.get("originalTimestamp"), "originalTimestamp")
     msg_sent_at = clean.timestamp(msg.get("sentAt"), "sentAt") or batch_sent_at
     at, clamped = clean.event_time(ts, msg_sent_at, received_at)
     return Event(
