@@ -22,7 +22,7 @@ from storage import ACCOUNT, USER, outbox, queries
 from storage import facts as facts_store
 from storage import leads as leads_store
 from storage.summary import display_name, summary
-from storage.tables import Account, Alert, User
+from storage.tables import Account, Alert, User, pk
 
 log = logging.getLogger("pqlbot.commands")
 MAX_TOP = 50
@@ -153,9 +153,9 @@ def _account(services: Services, user_id: str, args: list[str]) -> Reply:
     with services.db.read() as s:
         account = _find_account(s, " ".join(args))
         model = services.pipeline.live_model(s).model
-        a = summary(session=s, kind=ACCOUNT, subject_id=int(account.id), model=model, now=now)  # type: ignore[arg-type]
-        lead = leads_store.lead_of_subject(session=s, kind=ACCOUNT, subject_id=int(account.id))  # type: ignore[arg-type]
-    return Reply(render("account.json.j2", a=a, lead=lead, now=now))
+        a = summary(session=s, kind=ACCOUNT, subject_id=pk(account), model=model, now=now)
+        lead = leads_store.lead_of_subject(session=s, kind=ACCOUNT, subject_id=pk(account))
+        return Reply(render("account.json.j2", a=a, lead=lead, now=now))
 
 
 def _claim(services: Services, user_id: str, args: list[str]) -> Reply:

@@ -22,7 +22,7 @@ from storage import facts as facts_store
 from storage import leads as leads_store
 from storage import models as models_store
 from storage.ingest import Recorded, record_events
-from storage.summary import summary
+from storage.summary import display_name, summary
 from storage.tables import Account, User
 
 log = logging.getLogger("pqlbot.pipeline")
@@ -239,8 +239,6 @@ def _score(s: Session, model: Model, kind: str, ids: Iterable[int], now: datetim
 
 
 def _who(user: User | None) -> dict[str, Any]:
-    from storage.summary import display_name
-
     if user is None:
         return {"display": "someone", "email": None, "id": None}
     return {
@@ -252,8 +250,6 @@ def _who(user: User | None) -> dict[str, Any]:
 
 
 def _lead_line(s: Session, kind: str, subject_id: int, score: Score) -> dict[str, Any]:
-    from storage.summary import display_name
-
     row = s.get(Account if kind == ACCOUNT else User, subject_id)
     if isinstance(row, Account):
         name = row.name or row.external_id

@@ -95,11 +95,10 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        """A read-only session. Rows loaded in it stay readable after the block (closing a
+        session detaches them but, unlike a rollback, does not expire what was loaded)."""
         with Session(self.engine, expire_on_commit=False) as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (creates it on an empty database)."""

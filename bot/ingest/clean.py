@@ -9,6 +9,7 @@ from typing import Any
 MAX_ID = 255
 MAX_NAME = 200
 MAX_PATH = 1000
+MAX_DEPTH = 32  # objects inside a message (properties within the message count as two levels)
 JUNK_IDS = frozenset({"null", "undefined", "none", "0", "[object object]", "{}", "[]"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?$")
@@ -60,8 +61,26 @@ def mapping(value: Any, field: str) -> dict[str, Any]:
     return sanitize(value)  # type: ignore[no-any-return]
 
 
+def depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (iteratively: no recursion limit to hit)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
 def sanitize(value: Any) -> Any:
-    """NUL characters cannot be stored (PostgreSQL refuses them): drop them, at any depth."""
+    """NUL characters cannot be stored (PostgreSQL refuses them): drop them, at any depth.
+
+    Callers bound the depth first (MAX_DEPTH), so the recursion here stays shallow.
+    """
     if isinstance(value, str):
         return value.replace("\x00", "") if "\x00" in value else value
     if isinstance(value, dict):

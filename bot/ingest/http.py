@@ -37,11 +37,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, inflated when gzip-encoded, never more than `limit` bytes of either."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise BadRequest(f"body is over the {limit // 1024} KB limit", 413)
-        except ValueError:
-            raise BadRequest("Content-Length is not a number") from None
+        if not declared.strip().isdigit():
+            raise BadRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise BadRequest(f"body is over the {limit // 1024} KB limit", 413)
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk

@@ -61,6 +61,10 @@ def parse_request(
     for index, msg in enumerate(messages):
         where = f"message {index}" if route_type is None else "message"
         try:
+            if isinstance(msg, dict):
+                for key, value in msg.items():
+                    if clean.depth(value) > clean.MAX_DEPTH:
+                        raise BadRequest(f"{where}: {str(key)[:40]} is nested more than {clean.MAX_DEPTH} levels deep")
             if route_type is None and len(orjson.dumps(msg)) > MAX_MESSAGE_BYTES:
                 raise BadRequest(f"{where} is over the 32 KB limit of a single message", 413)
             events.append(parse_message(msg, route_type, received_at, sent_at, batch_context, source))

@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import commands
 from bot.commands import Reply, Update
 from bot.errors import PqlbotError
-from bot.render import Message, render
+from bot.render import Message
 from bot.services import Services
 
 log = logging.getLogger("pqlbot.slack")
@@ -89,6 +89,3 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:
         log.error("unhandled Slack request error: %s", type(error).__name__)
-
-
-__all__ = ["register", "render"]
