@@ -17,8 +17,9 @@ import uvicorn
 from slack_sdk.signature import SignatureVerifier
 
 from bot.app import Runtime
+from bot.demo.standin import free_port
 from bot.settings import Settings
-from tests.fakes import FakeSlack, free_port, texts
+from tests.fakes import FakeSlack, texts
 
 SIGNING_SECRET = "test-signing-secret"
 WRITE_KEY = "wk_test"
@@ -152,14 +153,7 @@ class LiveServer:
         return texts(self.wait_response(name, wait))
 
     def wait_response(self, name: str, wait: float = 5.0) -> dict[str, Any]:
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            with self.slack.lock:
-                found = [b for p, b in self.slack.responses if p.endswith("/" + name)]
-            if found:
-                return found[-1]
-            time.sleep(0.02)
-        raise AssertionError(f"no reply to {name}")
+        return self.slack.wait_response(name, wait)
 
     def click(
         self, message: dict[str, Any], button: dict[str, Any], user: str = "UREP0001", ephemeral: bool = False

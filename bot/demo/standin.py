@@ -1,4 +1,8 @@
-"""A stand-in for Slack's Web API on a local port: records what pqlbot posts, answers like Slack."""
+"""A stand-in for Slack's Web API on a local port: records what pqlbot sends, answers like Slack.
+
+`pqlbot demo` draws what it receives; the tests use it as the fake Slack at the HTTP boundary
+(`fail_next` makes the next call of a method fail the way Slack can: 429, 5xx, `ok: false`).
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,14 @@ def free_port() -> int:
 
 
 class SlackStandIn:
-    def __init__(self) -> None:
+    """Web API calls go to `/api/<method>`; `response_url(name)` gives a URL for Bolt's respond()."""
+
+    def __init__(self, first_ts: int | None = None) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.responses: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self._ts = int(time.time())
+        self.responses: list[tuple[str, dict[str, Any]]] = []
+        self.fail_next: dict[str, list[dict[str, Any]]] = {}
+        self.lock = threading.Lock()
+        self._ts = int(time.time()) if first_ts is None else first_ts
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,27 +44,30 @@ class SlackStandIn:
                     body = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
                 path = self.path.split("?")[0]
                 if path.startswith("/response/"):
-                    with standin._lock:
-                        standin.responses[path.rsplit("/", 1)[-1]] = body
-                    data = b"ok"
-                else:
-                    method = path.rsplit("/", 1)[-1]
-                    with standin._lock:
-                        standin.calls.append((method, body))
-                        standin._ts += 1
-                        ts = body.get("ts") or f"{standin._ts}.000100"
-                    data = json.dumps(
-                        {
-                            "ok": True,
-                            "channel": body.get("channel"),
-                            "ts": ts,
-                            "team_id": "T0DEMO",
-                            "user_id": "UDEMOBOT",
-                        }
-                    ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                    with standin.lock:
+                        standin.responses.append((path, body))
+                    return self._send(200, "ok", "text/plain")
+                method = path.rsplit("/", 1)[-1]
+                with standin.lock:
+                    standin.calls.append((method, body))
+                    planned = standin.fail_next.get(method)
+                    failure = planned.pop(0) if planned else None
+                if failure is not None:
+                    return self._send(
+                        failure.get("status", 200),
+                        json.dumps(failure["body"]),
+                        "application/json",
+                        failure.get("headers"),
+                    )
+                return self._send(200, json.dumps(standin.answer(method, body)), "application/json")
+
+            def _send(self, status: int, text: str, ctype: str, headers: dict[str, str] | None = None) -> None:
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -72,18 +82,37 @@ class SlackStandIn:
     def response_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/response/{name}"
 
-    def posted(self, method: str) -> list[dict[str, Any]]:
-        with self._lock:
+    def answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"ok": True, "team_id": "T0ACME", "user_id": "UBOT0001", "bot_id": "B0BOT", "team": "Acme"}
+        if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            with self.lock:
+                self._ts += 1
+                ts = body.get("ts") or f"{self._ts}.000100"
+            return {"ok": True, "channel": body.get("channel"), "ts": ts}
+        if method == "users.info":
+            uid = body.get("user", "U0")
+            return {"ok": True, "user": {"id": uid, "is_admin": False, "is_owner": False}}
+        return {"ok": True}
+
+    def posted(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
+        with self.lock:
             return [b for m, b in self.calls if m == method]
+
+    def replies(self) -> list[dict[str, Any]]:
+        """Everything that went back to a person: ephemeral posts and response_url posts."""
+        with self.lock:
+            return [b for m, b in self.calls if m == "chat.postEphemeral"] + [b for _, b in self.responses]
 
     def wait_response(self, name: str, timeout: float = 15.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self._lock:
-                if name in self.responses:
-                    return self.responses[name]
-            time.sleep(0.05)
-        raise RuntimeError(f"no answer to /pql {name} within {timeout:.0f} s")
+            with self.lock:
+                found = [b for p, b in self.responses if p.endswith("/" + name)]
+            if found:
+                return found[-1]
+            time.sleep(0.02)
+        raise TimeoutError(f"no answer at response_url {name!r} within {timeout:.0f} s")
 
     def close(self) -> None:
         self.server.shutdown()
