@@ -129,13 +129,23 @@ class Delivery:
         data: dict[str, Any] = resp.data if isinstance(resp.data, dict) else {}
         ts = str(data.get("ts") or "")
         posted_to = str(data.get("channel") or channel)
-        await anyio.to_thread.run_sync(self._mark_sent, pk(alert), posted_to, ts)  # type: ignore[arg-type]
+        holder = await anyio.to_thread.run_sync(self._mark_sent, alert, posted_to, ts)
         log.info("alert %s (%s) posted to %s", alert.id, alert.kind, posted_to)
+        if holder != claimed_by and ts:
+            # Claimed while the post was in flight: show the claim on the message just posted.
+            claimed = render_alert(alert, claimed_by=holder, now=self.services.clock())
+            try:
+                await self.client.chat_update(channel=posted_to, ts=ts, text=claimed.text, blocks=claimed.blocks)
+            except SlackApiError as exc:
+                log.warning("could not show the claim on alert %s: %s", alert.id, exc.response.get("error"))
         return 1
 
-    def _mark_sent(self, alert_id: int, channel: str, ts: str) -> None:
+    def _mark_sent(self, alert: Alert, channel: str, ts: str) -> str | None:
+        """Store where the alert was posted; who holds its lead now (it may have been claimed)."""
         with self.services.db.write() as s:
-            outbox.mark_sent(session=s, alert_id=alert_id, channel=channel, ts=ts, now=self.services.clock())
+            outbox.mark_sent(session=s, alert_id=pk(alert), channel=channel, ts=ts, now=self.services.clock())
+            lead = s.get(Lead, alert.lead_id) if alert.lead_id else None
+            return lead.claimed_by if lead else None
 
     async def _retry(self, alert: Alert, error: str, hint: str | None) -> None:
         now = self.services.clock()

@@ -27,3 +27,20 @@ def test_pql_alert(server: LiveServer) -> None:
     out = server.command("top")
     print(out)
     assert "45" in out
+
+
+def test_a_claim_made_while_the_alert_is_being_posted_shows_on_it(server: LiveServer) -> None:
+    server.slack.fail_next["chat.postMessage"] = [{"delay": 1.5}]  # Slack answers slowly
+    make_pql(server)
+    # Wait until the post is in flight, then claim from a slash command before Slack answers.
+    for _ in range(100):
+        if server.slack.posted("chat.postMessage"):
+            break
+        server.settle(0.02)
+    assert "You claimed" in server.command("claim ada@northwind.example")
+    server.settle(2.5)
+    alert = server.alerts()[0]
+    assert any(b.get("type") == "actions" for b in alert["blocks"])  # it was rendered unclaimed
+    updates = [u for u in server.slack.posted("chat.update") if u.get("ts") == alert["_ts"]]
+    assert updates and "Claimed by <@UREP0001>" in texts(updates[-1])
+    assert not buttons(updates[-1])

@@ -1,7 +1,8 @@
 """A stand-in for Slack's Web API on a local port: records what pqlbot sends, answers like Slack.
 
 `pqlbot demo` draws what it receives; the tests use it as the fake Slack at the HTTP boundary
-(`fail_next` makes the next call of a method fail the way Slack can: 429, 5xx, `ok: false`).
+(`fail_next` makes the next call of a method fail the way Slack can: 429, 5xx, `ok: false`, or
+answer late: `{"delay": seconds}`).
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ class SlackStandIn:
                     planned = standin.fail_next.get(method)
                     failure = planned.pop(0) if planned else None
                 if failure is not None:
-                    return self._send(
-                        failure.get("status", 200),
-                        json.dumps(failure["body"]),
-                        "application/json",
-                        failure.get("headers"),
-                    )
+                    time.sleep(failure.get("delay", 0))
+                    if "body" in failure:
+                        return self._send(
+                            failure.get("status", 200),
+                            json.dumps(failure["body"]),
+                            "application/json",
+                            failure.get("headers"),
+                        )
                 return self._send(200, json.dumps(standin.answer(method, body)), "application/json")
 
             def _send(self, status: int, text: str, ctype: str, headers: dict[str, str] | None = None) -> None:
