@@ -185,24 +185,29 @@ def _ensure_users(session: Session, first_seen: dict[str, datetime]) -> dict[str
     found = _user_ids(session, sorted(first_seen))
     missing = sorted(set(first_seen) - set(found))
     if missing:
-        many(
-            session,
-            insert(session, USERS).on_conflict_do_nothing(index_elements=["external_id"]),
-            [
-                {
-                    "external_id": x,
-                    "first_seen_at": first_seen[x],
-                    "traits": {},
-                    "trait_times": {},
-                    "breakdown": {},
-                    "score": 0,
-                    "activity_count": 0,
-                }
-                for x in missing
-            ],
-        )
+        _create(session, USERS, {x: first_seen[x] for x in missing}, activity_count=0)
         found.update(_user_ids(session, missing))
     return found
+
+
+def _create(session: Session, table: Any, first_seen: dict[str, datetime], **extra: Any) -> None:
+    """Insert users or accounts by external id; where a concurrent writer was first, theirs stays."""
+    many(
+        session,
+        insert(session, table).on_conflict_do_nothing(index_elements=["external_id"]),
+        [
+            {
+                "external_id": key,
+                "first_seen_at": at,
+                "traits": {},
+                "trait_times": {},
+                "breakdown": {},
+                "score": 0,
+                **extra,
+            }
+            for key, at in first_seen.items()
+        ],
+    )
 
 
 def _user_ids(session: Session, external_ids: list[str]) -> dict[str, int]:
@@ -332,21 +337,7 @@ def _ensure_accounts(session: Session, group_ids: list[str], fresh: Sequence[Eve
     found = _accounts_by_external_id(session, group_ids)
     missing = [g for g in group_ids if g not in found]
     if missing:
-        many(
-            session,
-            insert(session, ACCOUNTS).on_conflict_do_nothing(index_elements=["external_id"]),
-            [
-                {
-                    "external_id": g,
-                    "first_seen_at": first[g],
-                    "traits": {},
-                    "trait_times": {},
-                    "breakdown": {},
-                    "score": 0,
-                }
-                for g in missing
-            ],
-        )
+        _create(session, ACCOUNTS, {g: first[g] for g in missing})
         found.update(_accounts_by_external_id(session, missing))
     return found
 
