@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +27,7 @@ from bot.pipeline import Pipeline
 from bot.services import Services
 from bot.settings import HINTS, Settings
 from bot.slack import listeners
+from bot.slack.verify import signed_by_slack
 from scoring.model import ModelError, load_model
 from storage import Database
 from storage import outbox as outbox_store
@@ -70,6 +72,9 @@ class Runtime:
             signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
             logger=logging.getLogger("pqlbot.bolt"),
         )
+        self.verifier = SignatureVerifier(
+            settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+        )
         listeners.register(self.bolt, self.services)
         self.run_scheduler = run_scheduler
 
@@ -86,12 +91,20 @@ class Runtime:
     async def slack_events(self, request: Request) -> Response:
         try:
             body = await read_body(request, MAX_SLACK_BODY)
-            bolt_request = to_async_bolt_request(request, body)  # decodes UTF-8 and parses the body
         except BadRequest as exc:
             return PlainTextResponse(str(exc), status_code=exc.status)
-        except (UnicodeDecodeError, ValueError):
+        if not signed_by_slack(self.verifier, body, request.headers):
+            log.warning(
+                "refused a request to /slack/events: missing, invalid or stale Slack signature "
+                "(if this is Slack, check SLACK_SIGNING_SECRET and the server's clock)"
+            )
+            return PlainTextResponse("invalid signature", status_code=401)
+        try:
+            bolt_request = to_async_bolt_request(request, body)  # decodes UTF-8 and parses the body
+            bolt_response = await self.bolt.async_dispatch(bolt_request)
+        except (UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError):
+            log.warning("refused a signed Slack request whose body pqlbot cannot read")
             return PlainTextResponse("body is not a Slack request", status_code=400)
-        bolt_response = await self.bolt.async_dispatch(bolt_request)
         return to_starlette_response(bolt_response)
 
     async def health(self, request: Request) -> Response:

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot import model_admin
 from bot.errors import NotAllowed, UserInputError
+from bot.model_admin import whole_number
 from bot.render import Message, render
 from bot.services import Services
 from bot.slack.args import split
@@ -75,10 +76,11 @@ def _top(services: Services, user_id: str, args: list[str]) -> Reply:
             kinds = (ACCOUNT,)
         elif low in ("users", "user"):
             kinds = (USER,)
-        elif low.lstrip("-").isdigit():
-            limit = int(low)
-            if not 1 <= limit <= MAX_TOP:
+        elif whole_number(low) is not None or low.lstrip("+-").isdigit():
+            number = whole_number(low)
+            if number is None or not 1 <= number <= MAX_TOP:
                 raise UserInputError(f"`/pql top N` takes N from 1 to {MAX_TOP}.")
+            limit = number
         else:
             raise UserInputError(
                 f"`/pql top` takes a number (1 to {MAX_TOP}) and `accounts` or `users`, not `{arg[:40]}`."
@@ -256,9 +258,10 @@ def _threshold(services: Services, user_id: str, args: list[str]) -> Reply:
 def _stats(services: Services, user_id: str, args: list[str]) -> Reply:
     months = 6
     if args:
-        if len(args) > 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_STATS_MONTHS:
+        number = whole_number(args[0]) if len(args) == 1 else None
+        if number is None or not 1 <= number <= MAX_STATS_MONTHS:
             raise UserInputError(f"`/pql stats [months]` takes a number of months from 1 to {MAX_STATS_MONTHS}.")
-        months = int(args[0])
+        months = number
     now = services.clock()
     with services.db.read() as s:
         rows = queries.conversion_by_month(session=s, months=months, now=now, zone=services.settings.zone)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from bot.errors import UserInputError
@@ -11,13 +12,22 @@ from bot.services import Services
 from scoring.model import MAX_POINTS, MAX_THRESHOLD, Model, ModelError, model_from_dict, model_to_dict
 from storage import models as models_store
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
+
+
+def whole_number(text: str) -> int | None:
+    """A plain whole number as people type it (`30`, `+30`, `-15`, `−15`), else None.
+
+    Only ASCII digits: Python's int() would also take `٣`, `５` or `4_8`, which nobody means.
+    """
+    raw = text.strip().replace("\u2212", "-")  # a typographic minus sign
+    return int(raw) if _INTEGER.fullmatch(raw) else None
+
 
 def parse_int(text: str, what: str, low: int, high: int) -> int:
-    raw = text.strip().replace("\u2212", "-")  # a typographic minus sign
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UserInputError(f"{what} must be a whole number from {low} to {high}, not `{text[:30]}`.") from None
+    value = whole_number(text)
+    if value is None:
+        raise UserInputError(f"{what} must be a whole number from {low} to {high}, not `{text[:30]}`.")
     if not low <= value <= high:
         raise UserInputError(f"{what} must be from {low} to {high}, not {value}.")
     return value

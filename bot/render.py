@@ -57,6 +57,11 @@ def mention(user_id: Any) -> Trusted | str:
     return Trusted(f"<@{text}>") if _SLACK_ID.match(text) else text
 
 
+def code(value: Any) -> str:
+    """A value to show inside `code`: a backtick in it would end the code span early."""
+    return str(value).replace("`", "'")
+
+
 def signed(points: int) -> str:
     return f"+{points}" if points > 0 else str(points)
 
@@ -92,7 +97,7 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(short=short, mention=mention, signed=signed, when=when, plural=plural, trusted=Trusted)
+_env.filters.update(short=short, mention=mention, signed=signed, when=when, plural=plural, trusted=Trusted, code=code)
 
 
 @dataclass
@@ -138,6 +143,10 @@ def cut(text: str, limit: int) -> str:
 def _fit_text(obj: dict[str, Any] | None, limit: int) -> None:
     if obj and isinstance(obj.get("text"), str):
         obj["text"] = cut(obj["text"], limit) or "…"
+        if obj.get("type") == "mrkdwn":
+            # Never let Slack turn text into links or mentions on its own: only the <...>
+            # sequences pqlbot wrote itself (mentions, dates) are formatting.
+            obj["verbatim"] = True
 
 
 def fit(message: Message) -> Message:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import anyio
@@ -13,10 +14,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import commands
 from bot.commands import Reply, Update
 from bot.errors import PqlbotError
-from bot.render import Message
+from bot.model_admin import whole_number
 from bot.services import Services
 
 log = logging.getLogger("pqlbot.slack")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 
 
 def _oops() -> Reply:
@@ -37,6 +39,9 @@ def register(app: AsyncApp, services: Services) -> None:
         await ack()
         user = str(command.get("user_id", ""))
         text = str(command.get("text") or "")
+        if not SLACK_USER.match(user):
+            await respond(text="pqlbot could not tell who sent this command.", response_type="ephemeral")
+            return
         try:
             reply = await anyio.to_thread.run_sync(commands.answer, services, user, text)
         except Exception:
@@ -57,9 +62,8 @@ def register(app: AsyncApp, services: Services) -> None:
         await ack()
         user = str((body.get("user") or {}).get("id", ""))
         container = body.get("container") or {}
-        try:
-            lead_id = int(str(action.get("value", "")))
-        except ValueError:
+        lead_id = whole_number(str(action.get("value", "")))
+        if not SLACK_USER.match(user) or lead_id is None or lead_id < 1:
             await respond(
                 text="That button is not a lead pqlbot knows.", replace_original=False, response_type="ephemeral"
             )
@@ -75,9 +79,10 @@ def register(app: AsyncApp, services: Services) -> None:
             log.exception("claim of lead %s failed", lead_id)
             reply = _oops()
         if container.get("is_ephemeral"):
-            # An ephemeral message can only be changed through its response_url.
-            message: Message = reply.updates[0].message if reply.updates else reply.message
-            await respond(text=message.text, blocks=message.blocks, replace_original=True)
+            # An ephemeral message can only be changed through its response_url; the alerts in
+            # the channel are updated as for any claim.
+            await respond(text=reply.message.text, blocks=reply.message.blocks, replace_original=True)
+            await _apply_updates(client, reply.updates)
             return
         if reply.updates:
             await _apply_updates(client, reply.updates)
