@@ -91,8 +91,12 @@ def record_events(*, session: Session, events: Sequence[Event], model: Model, no
     unique: dict[str, Event] = {}
     for ev in events:
         unique.setdefault(ev.message_id, ev)
-    out.duplicates = len(events) - len(unique)
-    batch = sorted(unique.values(), key=lambda e: e.timestamp)
+    # Messages already stored (a client's retry) are acknowledged and have no effect at all: not
+    # even a user or an identity link is created for them. The unique index on message_id
+    # below still settles a race between two writers.
+    stored = _stored_ids(session, list(unique))
+    out.duplicates = len(events) - len(unique) + len(stored)
+    batch = sorted((ev for mid, ev in unique.items() if mid not in stored), key=lambda e: e.timestamp)
     if not batch:
         return out
 
@@ -257,6 +261,13 @@ def _new_anonymous_user(session: Session, anonymous_id: str, at: datetime) -> in
 
 
 # --- events -----------------------------------------------------------------------------------
+
+
+def _stored_ids(session: Session, message_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(message_ids, 500):
+        found.update(session.scalars(select(EVENTS.c.message_id).where(EVENTS.c.message_id.in_(part))))
+    return found
 
 
 def _insert_events(session: Session, batch: Sequence[Event], user_of: dict[str, int | None]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,34 +34,49 @@ def merge_traits(
     return (traits, stamps) if changed else None
 
 
+# Control characters, and characters that change how text around them is shown (bidi overrides
+# that reverse a name, zero-width spaces that hide one): never stored in a display column.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def printable(value: str) -> str:
+    """`value` with control, bidi and zero-width characters replaced by spaces, spaces folded."""
+    return " ".join(_UNSAFE.sub(" ", value).split())
+
+
 def _text(value: Any, limit: int) -> str | None:
     if value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = " ".join(str(value).split())
+    text = printable(str(value))
     return text[:limit] or None
 
 
 def user_columns(traits: dict[str, Any]) -> dict[str, Any]:
-    email = _text(traits.get("email"), 320)
+    email = _text(traits.get("email"), 1000)
+    email = email.casefold() if email and "@" in email else None
     name = _text(traits.get("name"), 255)
     if not name:
         parts = [_text(traits.get(k), 120) for k in ("firstName", "first_name", "lastName", "last_name")]
-        name = " ".join(p for p in parts if p) or None
+        name = " ".join(p for p in parts if p)[:255] or None
     role = _text(traits.get("title") or traits.get("role") or traits.get("job_title"), 255)
-    return {"email": email.casefold() if email and "@" in email else None, "name": name, "role": role}
+    # Case-folding can lengthen text (ß → ss): an address that no longer fits is not an address.
+    return {"email": email if email and len(email) <= 320 else None, "name": name, "role": role}
 
 
 def domain_of(value: Any) -> str | None:
-    """`acme.com` from `https://www.acme.com/about`, `acme.com` or `ann@acme.com`."""
-    text = _text(value, 255)
+    """`acme.com` from `https://www.acme.com/about`, `acme.com` or `ann@acme.com`; else None."""
+    text = _text(value, 1000)
     if not text:
         return None
     text = text.casefold()
     if "@" in text and "/" not in text:
         text = text.rsplit("@", 1)[1]
-    host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
+    try:
+        host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
+    except ValueError:  # "[::1", "http://[oops": not a host
+        return None
     host = host.removeprefix("www.")
-    return host if "." in host else None
+    return host if "." in host and len(host) <= 255 else None
 
 
 def account_columns(traits: dict[str, Any]) -> dict[str, Any]:

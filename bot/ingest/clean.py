@@ -6,14 +6,20 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from storage.traits import printable
+
 MAX_ID = 255
 MAX_NAME = 200
 MAX_PATH = 1000
 MAX_DEPTH = 32  # objects inside a message (properties within the message count as two levels)
 JUNK_IDS = frozenset({"null", "undefined", "none", "0", "[object object]", "{}", "[]"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?$")
+_ISO = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})(?:[Tt ](?P<hm>\d{2}:\d{2})(?::(?P<s>\d{2})(?:\.(?P<frac>\d+))?)?)?"
+    r"(?P<tz>[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
+)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
@@ -29,7 +35,7 @@ def text(value: Any, field: str, *, limit: int = MAX_NAME, required: bool = Fals
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise FieldError(f"{field} must be a string")
-    cleaned = " ".join(_CONTROL.sub(" ", str(value)).split())
+    cleaned = printable(str(value))
     if not cleaned:
         if required:
             raise FieldError(f"{field} is empty")
@@ -91,24 +97,37 @@ def sanitize(value: Any) -> Any:
 
 
 def timestamp(value: Any, field: str) -> datetime | None:
-    """An ISO 8601 instant with any offset (naive means UTC), up to 9 fractional digits."""
+    """An ISO 8601 instant with any offset (naive means UTC).
+
+    Lenient where clients differ and nothing is lost: a lowercase `t`/`z`, more than six
+    fractional digits (cut to microseconds) and a leap second (`23:59:60`, read as the last
+    microsecond of that minute).
+    """
     if value is None:
         return None
     if not isinstance(value, str):
         raise FieldError(f"{field} must be an ISO 8601 string")
     raw = value.strip()
-    if not _ISO.match(raw):
+    m = _ISO.match(raw)
+    if not m:
         raise FieldError(f"{field} is {raw[:40]!r}, which is not an ISO 8601 date-time")
+    seconds = m.group("s") or "00"
+    leap = seconds == "60"
+    frac = (m.group("frac") or "")[:6]
+    text = f"{m.group('date')}T{m.group('hm') or '00:00'}:{'59' if leap else seconds}"
+    if leap:
+        text += ".999999"
+    elif frac:
+        text += "." + frac
+    tz = (m.group("tz") or "").upper()
     try:
-        parsed = datetime.fromisoformat(raw.replace("z", "Z"))
+        parsed = datetime.fromisoformat(text + ("+00:00" if tz in ("", "Z") else tz))
     except ValueError:
         raise FieldError(f"{field} is {raw[:40]!r}, which is not a valid date-time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     try:
         parsed = parsed.astimezone(UTC)
-    except OverflowError:
-        raise FieldError(f"{field} is out of range") from None
+    except OverflowError:  # the last day of year 9999 west of UTC: later than anything, clamped later
+        return LATEST
     if parsed < EARLIEST:
         raise FieldError(f"{field} is before 1970")
     return parsed

@@ -55,17 +55,28 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def inflate(data: bytes, limit: int) -> bytes:
-    """Gunzip at most `limit` bytes; stop reading at the cap (a gzip bomb never expands)."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error:
-        raise BadRequest("body is not valid gzip") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BadRequest(f"body is over the {limit // 1024} KB limit once inflated", 413)
-    if not inflater.eof:
-        raise BadRequest("body is truncated gzip")
-    return out
+    """Gunzip at most `limit` bytes; stop reading at the cap (a gzip bomb never expands).
+
+    A body may hold several gzip members one after another (as `cat a.gz b.gz` makes); anything
+    else after the last member is refused rather than silently dropped.
+    """
+    out = bytearray()
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error:
+            raise BadRequest("body is not valid gzip") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise BadRequest(f"body is over the {limit // 1024} KB limit once inflated", 413)
+        if not inflater.eof:
+            raise BadRequest("body is truncated gzip")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
+        if not rest.startswith(b"\x1f\x8b"):
+            raise BadRequest("body has bytes after its gzip data")
 
 
 def basic_user(request: Request) -> str | None:

@@ -34,7 +34,9 @@ def parse_json(body: bytes) -> Any:
 
 
 def messages_of(payload: Any, route_type: str | None) -> tuple[list[Any], Any, dict[str, Any]]:
-    """The messages a request carries, the batch-level sentAt and the batch-level context."""
+    """The messages a request carries, the batch-level sentAt and what the batch-level context
+    may lend its messages (groupId and page path only: never traits, which would be copied into
+    every message)."""
     if not isinstance(payload, dict):
         raise BadRequest("body must be a JSON object")
     if route_type is None:
@@ -44,7 +46,14 @@ def messages_of(payload: Any, route_type: str | None) -> tuple[list[Any], Any, d
         if len(batch) > MAX_BATCH_MESSAGES:
             raise BadRequest(f"batch has {len(batch)} messages; at most {MAX_BATCH_MESSAGES}", 413)
         context = payload.get("context")
-        return batch, payload.get("sentAt"), context if isinstance(context, dict) else {}
+        shared: dict[str, Any] = {}
+        if isinstance(context, dict):
+            if isinstance(context.get("groupId"), (str, int)):
+                shared["groupId"] = context["groupId"]
+            page = context.get("page")
+            if isinstance(page, dict) and isinstance(page.get("path"), str):
+                shared["page"] = {"path": page["path"][: clean.MAX_PATH]}
+        return batch, payload.get("sentAt"), shared
     return [payload], payload.get("sentAt"), {}
 
 
@@ -104,8 +113,8 @@ def parse_message(
         group_id = clean.identifier(context.get("groupId"), "context.groupId")
     properties = clean.mapping(msg.get("properties"), "properties")
     traits = clean.mapping(msg.get("traits"), "traits") if kind in ("identify", "group") else {}
-    if kind == "identify" and not traits:
-        traits = clean.mapping(context.get("traits"), "context.traits")
+    if kind == "identify" and not traits and isinstance(msg.get("context"), dict):
+        traits = clean.mapping(msg["context"].get("traits"), "context.traits")
     name = None
     path = None
     if kind == "track":
@@ -116,7 +125,7 @@ def parse_message(
         page = context.get("page")
         if path is None and isinstance(page, dict):
             path = clean.text(page.get("path"), "context.page.path", limit=clean.MAX_PATH)
-    message_id = clean.identifier(msg.get("messageId"), "messageId") or f"pqlbot-{uuid.uuid4()}"
+    message_id = _message_id(msg.get("messageId"))
     # Clients send the device time as `timestamp`; some send it as `originalTimestamp`.
     ts = clean.timestamp(msg.get("timestamp"), "timestamp")
     if ts is None:
@@ -139,3 +148,15 @@ def parse_message(
         source=source,
         flags=("future_timestamp",) if clamped else (),
     )
+
+
+def _message_id(value: Any) -> str:
+    """The message's id; a client that sends none (or "null", "undefined") gets a fresh one, so
+    the message is stored, just not de-duplicated."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        raw = str(value).strip()
+        if raw and raw.casefold() not in clean.JUNK_IDS:
+            return clean.identifier(raw, "messageId") or raw
+    elif value is not None:
+        raise FieldError("messageId must be a string")
+    return f"pqlbot-{uuid.uuid4()}"
