@@ -42,7 +42,7 @@ def _change(
 ) -> tuple[str, RescoreResult | None]:
     """Apply `edit` to the live model as one new version; (what changed, re-score result)."""
     now = services.clock()
-    with services.db.write() as s:
+    with services.db.write(scoring=True) as s:
         live = services.pipeline.live_model(s)
         edited = edit(live.model)
         if edited is None:

@@ -40,6 +40,7 @@ class RescoreResult:
     changed: int = 0
     crossed: list[dict[str, Any]] = field(default_factory=list)
     cooled: list[dict[str, Any]] = field(default_factory=list)
+    announced: list[dict[str, Any]] = field(default_factory=list)  # crossed and not alerted lately
 
 
 class Pipeline:
@@ -63,7 +64,7 @@ class Pipeline:
 
     def ensure_model(self) -> models_store.LiveModel:
         """Install the first model (PQLBOT_MODEL or the bundled default) on an empty database."""
-        with self.db.write() as s:
+        with self.db.write(scoring=True) as s:
             live = models_store.live_model(session=s)
             if live is None:
                 model = load_model(self._initial_model) if self._initial_model else default_model()
@@ -96,7 +97,7 @@ class Pipeline:
     def ingest(self, events: Sequence[Event]) -> Recorded:
         now = self.clock()
         alerts = 0
-        with self.db.write() as s:
+        with self.db.write(scoring=True) as s:
             model = self.live_model(s).model
             rec = record_events(session=s, events=events, model=model, now=now)
             if rec.stored:
@@ -128,7 +129,8 @@ class Pipeline:
         crossed_u, _ = leads_store.update_leads(
             session=s, kind=USER, now=now, scores={u: user_scores[u] for u in lone if u in user_scores}
         )
-        for t in crossed + crossed_u:
+        announced = [t for t in crossed + crossed_u if t.announce]
+        for t in announced:
             context = {
                 "kind": "pql",
                 "lead_id": t.lead_id,
@@ -136,7 +138,7 @@ class Pipeline:
             }
             outbox.enqueue(session=s, kind="pql", lead_id=t.lead_id, context=context, now=now)
             log.info("lead %s crossed the threshold with %s", t.lead_id, t.score.total)
-        return len(crossed) + len(crossed_u)
+        return len(announced)
 
     def _hand_raises(self, s: Session, model: Model, rec: Recorded, now: datetime) -> int:
         cooldown = timedelta(hours=model.hand_raisers.cooldown_hours)
@@ -186,7 +188,7 @@ class Pipeline:
         for kind in (USER, ACCOUNT):
             after = 0
             while True:
-                with self.db.write() as s:
+                with self.db.write(scoring=True) as s:
                     model = self.live_model(s).model
                     ids = facts_store.subject_ids(session=s, kind=kind, after=after, limit=RESCORE_PAGE)
                     if not ids:
@@ -208,7 +210,11 @@ class Pipeline:
                     for t in crossed:
                         item = {**_lead_line(s, t.kind, t.subject_id, t.score), "lead_id": t.lead_id}
                         result.crossed.append(item)
-                        if bundle is None:
+                        if not t.announce:
+                            continue
+                        if bundle is not None:
+                            result.announced.append(item)
+                        else:
                             context = {
                                 "kind": "pql",
                                 "lead_id": t.lead_id,
@@ -216,8 +222,8 @@ class Pipeline:
                             }
                             outbox.enqueue(session=s, kind="pql", lead_id=t.lead_id, context=context, now=now)
                     result.cooled.extend(_lead_line(s, t.kind, t.subject_id, t.score) for t in cooled)
-        if bundle is not None and result.crossed:
-            with self.db.write() as s:
+        if bundle is not None and result.announced:
+            with self.db.write(scoring=True) as s:
                 outbox.enqueue(
                     session=s,
                     kind="bundle",
@@ -225,7 +231,7 @@ class Pipeline:
                     context={
                         "kind": "bundle",
                         **bundle,
-                        "leads": sorted(result.crossed, key=lambda r: -int(r["score"])),
+                        "leads": sorted(result.announced, key=lambda r: -int(r["score"])),
                     },
                 )
         if result.crossed:

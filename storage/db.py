@@ -18,6 +18,7 @@ from sqlmodel import Session, create_engine
 import storage.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SCORING_LOCK = 0x70716C626F74  # "pqlbot": the advisory lock key for scoring transactions
 
 
 class DatabaseURLError(ValueError):
@@ -83,10 +84,19 @@ class Database:
         self._write_lock: Any = threading.Lock() if self.is_sqlite else nullcontext()
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A write transaction: committed when the block ends, rolled back on error."""
+    def write(self, *, scoring: bool = False) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back on error.
+
+        `scoring=True` is for work that moves aggregates, memberships and scores (ingest,
+        re-scoring, model changes). Such transactions run one at a time across every process on
+        the database: on SQLite the write lock does that anyway; on PostgreSQL a transaction-level
+        advisory lock does, so two replicas never interleave a membership move with the events
+        that depend on it (which left account totals wrong and deadlocked).
+        """
         with self._write_lock, Session(self._write_engine, expire_on_commit=False) as session:
             try:
+                if scoring and not self.is_sqlite:
+                    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCORING_LOCK})
                 yield session
                 session.commit()
             except BaseException:

@@ -21,6 +21,9 @@ from storage.facts import compact_breakdown, subject_table
 from storage.tables import ACCOUNT, LEADS, USERS, Account, Lead, User, pk
 from storage.types import UTCDateTime
 
+# A lead that crosses again this soon after its last PQL alert is re-qualified without a new one.
+REALERT_AFTER = timedelta(days=7)
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
@@ -28,6 +31,7 @@ class Transition:
     kind: str
     subject_id: int
     score: Score
+    announce: bool = True  # False: crossed again soon after an alert, so no new alert
 
 
 def lead_subjects(*, session: Session, user_ids: Iterable[int]) -> tuple[set[int], set[int]]:
@@ -88,20 +92,30 @@ def update_leads(
         leads = ensure_leads(session=session, kind=kind, ids=rising, now=now)
         for i in sorted(rising):
             score = scores[i]
+            lead = leads[i]
             res = session.execute(
                 update(LEADS)
-                .where(LEADS.c.id == leads[i].id, LEADS.c.qualified.is_(False))
+                .where(LEADS.c.id == lead.id, LEADS.c.qualified.is_(False))
                 .values(
                     qualified=True,
                     qualified_at=now,
                     first_qualified_at=func.coalesce(LEADS.c.first_qualified_at, literal(now, UTCDateTime())),
                     cooled_at=None,
-                    score_at_alert=score.total,
-                    breakdown_at_alert=compact_breakdown(score),
                 )
             )
-            if affected(res) == 1:
-                crossed.append(Transition(pk(leads[i]), kind, i, score))
+            if affected(res) != 1:
+                continue  # another writer crossed it first
+            # A lead that wobbles around the threshold (a user active in two workspaces, an
+            # admin trying 45, 46, 45) is announced once, not on every crossing.
+            announced = session.execute(
+                update(LEADS)
+                .where(
+                    LEADS.c.id == lead.id,
+                    or_(LEADS.c.pql_alerted_at.is_(None), LEADS.c.pql_alerted_at <= now - REALERT_AFTER),
+                )
+                .values(pql_alerted_at=now, score_at_alert=score.total, breakdown_at_alert=compact_breakdown(score))
+            )
+            crossed.append(Transition(pk(lead), kind, i, score, announce=affected(announced) == 1))
     for i in sorted(falling):
         lead = existing[i]
         res = session.execute(

@@ -138,6 +138,7 @@ class Lead(SQLModel, table=True):
     qualified: bool = False
     first_qualified_at: datetime | None = _at()  # the cohort a PQL counts in
     qualified_at: datetime | None = _at()  # the latest crossing
+    pql_alerted_at: datetime | None = _at()  # the latest crossing that was announced
     cooled_at: datetime | None = _at()
     score_at_alert: int | None = None
     breakdown_at_alert: dict[str, Any] | None = _json(nullable=True)

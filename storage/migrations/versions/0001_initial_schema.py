@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 16:52:09.938810
+Create Date: 2026-12-03 17:38:10.330588
 
 """
 
@@ -93,6 +93,7 @@ def upgrade() -> None:
         sa.Column("qualified", sa.Boolean(), nullable=False),
         sa.Column("first_qualified_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("qualified_at", storage.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("pql_alerted_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("cooled_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("score_at_alert", sa.Integer(), nullable=True),
         sa.Column(
