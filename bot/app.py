@@ -14,9 +14,11 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from bot.clock import Clock, utcnow
 from bot.delivery import Delivery, slack_client
@@ -124,18 +126,30 @@ class Runtime:
         }
         return JSONResponse({"status": "ok", "details": details})
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         keys = self.settings.write_key_values
-        routes = [
-            Route("/slack/events", self.slack_events, methods=["POST"]),
-            Route("/healthz", self.health, methods=["GET"]),
-        ]
+        segment: list[BaseRoute] = []
         for name in SEGMENT_ROUTES:
             endpoint = segment_endpoint(
                 None if name == "batch" else name, keys=keys, ingest=self.pipeline.ingest, clock=self.pipeline.clock
             )
-            routes.append(Route(f"/v1/{name}", endpoint, methods=["POST"]))
-        return routes
+            segment.append(Route(f"/{name}", endpoint, methods=["POST"]))
+            # analytics.js posts to /t, /i, /p, /g, /a, /s (first letter of the type) and /b.
+            segment.append(Route(f"/{name[0]}", endpoint, methods=["POST"]))
+        # Browsers send events from the product's own pages: allow any origin (a write key is
+        # public in browser code anyway; no cookies are read).
+        cors = Middleware(
+            CORSMiddleware,
+            allow_origins=["*"],
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+            max_age=86400,
+        )
+        return [
+            Route("/slack/events", self.slack_events, methods=["POST"]),
+            Route("/healthz", self.health, methods=["GET"]),
+            Mount("/v1", app=Starlette(routes=segment, middleware=[cors])),
+        ]
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
