@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,9 +75,9 @@ class Runtime:
             signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else "",
             logger=logging.getLogger("pqlbot.bolt"),
         )
-        self.verifier = SignatureVerifier(
-            settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-        )
+        # Without a signing secret (maintenance commands) no Slack request can be valid.
+        secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+        self.verifier = SignatureVerifier(secret or secrets.token_hex(32))
         listeners.register(self.bolt, self.services)
         self.run_scheduler = run_scheduler
 

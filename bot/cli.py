@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import ConfigError, PqlbotError
-from bot.settings import load_settings
+from bot.settings import HINTS, Settings, load_settings
+from storage.db import DatabaseURLError
 
 EXIT_CONFIG = 2
 
@@ -28,6 +33,61 @@ def _db_error(exc: SQLAlchemyError) -> str:
     return f"DATABASE_URL: cannot use the database ({reason}); check the URL and that the server is running"
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket now, so a taken port is one clear line, not a late traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        raise ConfigError(f"--host {host!r} is not an address this machine has; try 127.0.0.1 or 0.0.0.0") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = "it is already in use (is pqlbot already running?)" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}; choose another --port or --host") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _check_slack_token(settings: Settings) -> None:
+    """Ask Slack who we are: a wrong or revoked token stops start-up instead of failing later."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    assert settings.slack_bot_token is not None
+    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=10)
+    try:
+        client.auth_test()
+    except SlackApiError as exc:
+        code = str(exc.response.get("error", "error")) if exc.response is not None else "error"
+        if code in ("invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"):
+            raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack ({code}): {HINTS['SLACK_BOT_TOKEN']}") from None
+        logging.getLogger("pqlbot").warning("Slack answered auth.test with %s; starting anyway", code)
+    except Exception as exc:  # Slack unreachable: start, deliveries retry until it answers
+        logging.getLogger("pqlbot").warning(
+            "could not reach Slack at SLACK_API_URL (%s); alerts wait in the outbox until it answers",
+            type(exc).__name__,
+        )
+
+
+def _not_yet(settings: Settings) -> None:
+    """Settings of the contract this version reads but does not act on yet: say so at start."""
+    log = logging.getLogger("pqlbot")
+    pending = {
+        "slack_app_token": "SLACK_APP_TOKEN is set, but no Socket Mode yet; Slack must reach /slack/events",
+        "segment_webhook_secret": "PQLBOT_SEGMENT_WEBHOOK_SECRET is set, but there is no Segment Webhooks route yet",
+        "slack_admins_are_admins": "PQLBOT_SLACK_ADMINS_ARE_ADMINS is set, but only PQLBOT_ADMINS are admins so far",
+        "claim_reminder_hours": "PQLBOT_CLAIM_REMINDER_HOURS is set, but unclaimed-lead reminders are not sent yet",
+    }
+    for field, message in pending.items():
+        if field in settings.model_fields_set and getattr(settings, field):
+            log.warning(message)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -36,13 +96,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_for_serve()
     _setup_logging(args.verbose)
+    sock = _listen(args.host, args.port)
     runtime = Runtime(settings)
     runtime.prepare()
+    _check_slack_token(settings)
     log = logging.getLogger("pqlbot")
     if not settings.write_keys:
         log.warning("PQLBOT_WRITE_KEYS is not set: every ingest request will be refused with 401")
-    log.info("pqlbot listening on http://%s:%s (Slack at /slack/events, Segment at /v1/batch)", args.host, args.port)
-    uvicorn.run(runtime.asgi(), host=args.host, port=args.port, log_level="warning", access_log=False, lifespan="on")
+    _not_yet(settings)
+    host, port = sock.getsockname()[:2]
+    log.info("pqlbot listening on http://%s:%s (Slack at /slack/events, Segment at /v1/batch)", host, port)
+    config = uvicorn.Config(runtime.asgi(), log_level="warning", access_log=False, lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -53,12 +118,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from bot.app import Runtime
+    from bot.pipeline import Pipeline
+    from storage import Database
 
     settings = load_settings()
-    runtime = Runtime(settings, run_scheduler=False)
-    runtime.prepare()
-    result = runtime.pipeline.rescore_all()
+    _require_existing_database(settings)
+    db = Database(settings.database_url)
+    db.upgrade()
+    pipeline = Pipeline(db)
+    pipeline.ensure_model()
+    result = pipeline.rescore_all()
     print(
         f"re-scored {result.users} users and {result.accounts} accounts: {result.changed} changed, "
         f"{len(result.crossed)} crossed the threshold, {len(result.cooled)} fell below"
@@ -70,9 +139,41 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from storage import Database
 
     settings = load_settings()
-    Database(settings.database_url).upgrade()
-    print("database schema is up to date")
+    db = Database(settings.database_url)
+    before = db.revision()
+    db.upgrade()
+    after = db.revision()
+    if before is None:
+        print(f"created the database schema (version {after})")
+    elif before != after:
+        print(f"migrated the database schema from version {before} to {after}")
+    else:
+        print(f"the database schema is already up to date (version {after})")
     return 0
+
+
+def _require_existing_database(settings: Settings) -> None:
+    """Maintenance commands work on a database that exists; they never create an empty one."""
+    from storage import Database
+
+    db = Database(settings.database_url)
+    if db.is_sqlite and db.url.database and not Path(db.url.database).exists():
+        raise ConfigError(f"DATABASE_URL names {db.url.database}, which does not exist: {HINTS['DATABASE_URL']}")
+    if db.revision() is None:
+        raise ConfigError(
+            "DATABASE_URL names a database pqlbot has not set up; run `pqlbot db upgrade` or `pqlbot serve`"
+        )
+    db.dispose()
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0 to 65535)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,27 +184,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command")
     serve = sub.add_parser("serve", help="run the HTTP server (Slack, ingest, health) and the scheduler")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=3000, help="port to listen on (default 3000)")
+    serve.add_argument("--port", type=_port, default=3000, help="port to listen on (default 3000; 0 picks a free one)")
     serve.set_defaults(func=cmd_serve)
     demo = sub.add_parser("demo", help="replay a sample event stream and show the alerts sales would see")
     demo.set_defaults(func=cmd_demo)
     rescore = sub.add_parser("rescore", help="re-score every user and account from stored aggregates")
     rescore.set_defaults(func=cmd_rescore)
     db = sub.add_parser("db", help="database maintenance")
+    db.set_defaults(func=lambda _args: _help(db))
     db_sub = db.add_subparsers(dest="db_command", metavar="action")
     upgrade = db_sub.add_parser("upgrade", help="create or migrate the schema to the newest version")
     upgrade.set_defaults(func=cmd_db_upgrade)
     return parser
 
 
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_CONFIG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
-        parser.print_help()
-        return EXIT_CONFIG
+        return _help(parser)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`pqlbot demo | head`): stop quietly, as other commands do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except DatabaseURLError as exc:
+        print(f"pqlbot: DATABASE_URL {exc}: {HINTS['DATABASE_URL']}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigError as exc:
         print(f"pqlbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -79,6 +79,12 @@ class Pipeline:
                     base_version=None,
                 )
                 live = models_store.live_model(session=s)
+            elif self._initial_model and load_model(self._initial_model) != live.model:
+                log.warning(
+                    "PQLBOT_MODEL is only imported into an empty database; this one already has model v%s, "
+                    "which stays live",
+                    live.version,
+                )
         assert live is not None
         self._live = live
         return live

@@ -118,6 +118,13 @@ class Database:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    def revision(self) -> str | None:
+        """The schema version this database is at (None: pqlbot has not set it up)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:
