@@ -88,10 +88,13 @@ def _top(services: Services, user_id: str, args: list[str]) -> Reply:
     with services.db.read() as s:
         rows = queries.top(session=s, limit=limit, kinds=kinds)
         threshold = services.pipeline.live_model(s).model.threshold
-    which = (
-        {ACCOUNT: "accounts", USER: "users without an account"}.get(kinds[0], "leads") if len(kinds) == 1 else "leads"
-    )
-    return Reply(render("top.json.j2", rows=rows, limit=limit, which=which, threshold=threshold))
+    names: dict[tuple[str, ...], tuple[str, str]] = {
+        (ACCOUNT,): ("account", "accounts"),
+        (USER,): ("user without an account", "users without an account"),
+    }
+    singular, plural = names.get(kinds, ("lead", "leads"))
+    which = singular if len(rows) == 1 else plural
+    return Reply(render("top.json.j2", rows=rows, which=which, threshold=threshold))
 
 
 def _fresh_score(s: Any, services: Services, kind: str, subject_id: int, now: datetime) -> Any:
@@ -114,9 +117,11 @@ def _score(services: Services, user_id: str, args: list[str]) -> Reply:
         account_score = _fresh_score(s, services, ACCOUNT, int(account.id), now) if account else None  # type: ignore[arg-type]
         kind, subject = (ACCOUNT, account.id) if account else (USER, user.id)
         lead = leads_store.lead_of_subject(session=s, kind=kind, subject_id=int(subject))  # type: ignore[arg-type]
+        model = services.pipeline.live_model(s).model
         return Reply(
             render(
                 "score.json.j2",
+                inactivity={sig.id for sig in model.signals if sig.is_inactivity},
                 user=_person(user),
                 score=user_score,
                 account=account,
@@ -200,6 +205,7 @@ def claim_lead(
         lead = result.lead
         name = name or _subject_name(s, lead.subject_kind, lead.subject_id)
         alerts = list(outbox.delivered_for_lead(session=s, lead_id=lead_id))
+        alerts += outbox.delivered_bundles_with(session=s, lead_id=lead_id, now=now)
         if clicked and all(clicked) and not any((a.channel, a.ts) == clicked for a in alerts):
             other = outbox.by_message(session=s, channel=clicked[0], ts=clicked[1])
             if other is not None:
@@ -215,7 +221,7 @@ def claim_lead(
             if a.channel and a.ts
         ]
     log.info("lead %s claimed", lead_id)
-    return Reply(render("claimed.json.j2", name=name, user=user_id), updates=updates)
+    return Reply(render("claimed.json.j2", name=name, user=user_id, updated=len(updates)), updates=updates)
 
 
 def render_alert(alert: Alert, *, claimed_by: str | None, now: datetime, session: Any = None) -> Message:

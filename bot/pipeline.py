@@ -149,7 +149,8 @@ class Pipeline:
     def _hand_raises(self, s: Session, model: Model, rec: Recorded, now: datetime) -> int:
         cooldown = timedelta(hours=model.hand_raisers.cooldown_hours)
         sent = 0
-        for hr in sorted(rec.hand_raises, key=lambda h: h.at):
+        # Latest first: when several hands go up in one batch, the alert is about the latest one.
+        for hr in sorted(rec.hand_raises, key=lambda h: h.at, reverse=True):
             if hr.at < now - HAND_RAISE_FRESH:
                 continue
             kind, subject = (ACCOUNT, hr.account_id) if hr.account_id is not None else (USER, hr.user_id)

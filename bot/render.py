@@ -85,6 +85,15 @@ def when(value: str | datetime | None, now: datetime | None = None) -> str:
     return "just now"
 
 
+def ago(value: str | datetime | None) -> Trusted | str:
+    """A time Slack shows in each reader's own terms (`3 hours ago`), correct whenever the message
+    is read; the fallback is the UTC time."""
+    if value is None:
+        return "never"
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return Trusted(f"<!date^{int(at.timestamp())}^{{ago}}|{at.strftime('%Y-%m-%d %H:%M UTC')}>")
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
@@ -97,7 +106,9 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(short=short, mention=mention, signed=signed, when=when, plural=plural, trusted=Trusted, code=code)
+_env.filters.update(
+    short=short, mention=mention, signed=signed, when=when, ago=ago, plural=plural, trusted=Trusted, code=code
+)
 
 
 @dataclass

@@ -74,6 +74,22 @@ def delivered_for_lead(*, session: Session, lead_id: int) -> Sequence[Alert]:
     ).all()
 
 
+BUNDLE_REACH = timedelta(days=30)
+
+
+def delivered_bundles_with(*, session: Session, lead_id: int, now: datetime) -> list[Alert]:
+    """Recent bundled announcements (after a model change) that list this lead."""
+    bundles = session.scalars(
+        select(Alert).where(
+            col(Alert.kind) == "bundle",
+            col(Alert.status) == SENT,
+            col(Alert.ts).is_not(None),
+            col(Alert.created_at) >= now - BUNDLE_REACH,
+        )
+    )
+    return [b for b in bundles if any(item.get("lead_id") == lead_id for item in b.context.get("leads", []))]
+
+
 def by_message(*, session: Session, channel: str, ts: str) -> Alert | None:
     return session.scalars(select(Alert).where(col(Alert.channel) == channel, col(Alert.ts) == ts)).first()
 

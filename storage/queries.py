@@ -45,7 +45,8 @@ def top(*, session: Session, limit: int, kinds: tuple[str, ...] = (ACCOUNT, USER
                 lead.c.claimed_by,
             )
             .outerjoin(lead, (lead.c.subject_kind == ACCOUNT) & (lead.c.subject_id == ACCOUNTS.c.id))
-            .where(ACCOUNTS.c.customer_since.is_(None))
+            # A lead: it scores, or sales already knows it (alerted, claimed, raised a hand).
+            .where(ACCOUNTS.c.customer_since.is_(None), or_(ACCOUNTS.c.score > 0, lead.c.id.is_not(None)))
             .order_by(ACCOUNTS.c.score.desc(), ACCOUNTS.c.id)
             .limit(limit)
         )
@@ -72,7 +73,11 @@ def top(*, session: Session, limit: int, kinds: tuple[str, ...] = (ACCOUNT, USER
         q = (
             select(User, lead.c.qualified, lead.c.claimed_by)
             .outerjoin(lead, (lead.c.subject_kind == USER) & (lead.c.subject_id == col(User.id)))
-            .where(col(User.account_id).is_(None), col(User.customer_since).is_(None))
+            .where(
+                col(User.account_id).is_(None),
+                col(User.customer_since).is_(None),
+                or_(col(User.score) > 0, lead.c.id.is_not(None)),
+            )
             .order_by(col(User.score).desc(), col(User.id))
             .limit(limit)
         )
@@ -155,7 +160,18 @@ def find_accounts(*, session: Session, query: str, limit: int = 6) -> list[Accou
         by_domain = session.scalars(select(Account).where(col(Account.domain) == domain).limit(limit)).all()
         if by_domain:
             return list(by_domain)
-    pattern = "%" + q.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # No account says its domain: the accounts whose members sign in with that email domain.
+        by_email = session.scalars(
+            select(Account)
+            .where(col(Account.id).in_(
+                select(col(User.account_id)).where(col(User.email).like("%@" + _like(domain), escape="\\"))
+            ))
+            .order_by(col(Account.score).desc())
+            .limit(limit)
+        ).all()
+        if by_email:
+            return list(by_email)
+    pattern = "%" + _like(q.casefold()) + "%"
     return list(
         session.scalars(
             select(Account)
@@ -220,3 +236,8 @@ def conversion_by_month(*, session: Session, months: int, now: datetime, zone: t
         done = sorted(d for d in values if d is not None)
         out.append(MonthRow(key, len(values), len(done), statistics.median(done) if done else None))
     return out
+
+
+def _like(text: str) -> str:
+    """`text` for a LIKE pattern, its wildcards taken literally (escape character: backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -34,8 +34,8 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
 
 
-def _person(user: User) -> dict[str, Any]:
-    return {
+def _person(user: User, model: Model | None = None) -> dict[str, Any]:
+    person: dict[str, Any] = {
         "id": user.external_id or f"#{user.id}",
         "display": display_name(user),
         "email": user.email,
@@ -43,6 +43,23 @@ def _person(user: User) -> dict[str, Any]:
         "score": user.score,
         "last_active_at": _iso(user.last_active_at),
     }
+    if model is not None:
+        person["did"] = contributions(user, model)
+    return person
+
+
+def contributions(user: User, model: Model) -> list[str]:
+    """What a member added to the team's signals, e.g. `Invite Sent ×2`, from their last score."""
+    measures = (user.breakdown or {}).get("signals", {})
+    out = []
+    for signal in model.signals:
+        if signal.is_inactivity:
+            continue
+        measure = (measures.get(signal.id) or [0])[0]
+        if measure:
+            what = (signal.events or signal.pages or signal.paths or (signal.label,))[0]
+            out.append(f"{what} ×{measure}")
+    return out
 
 
 def _signals(
@@ -129,6 +146,8 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
             "id": user.external_id or f"#{user.id}",
             "name": display_name(user),
             "email": user.email,
+            "plan": None,
+            "domain": None,
             "customer": user.customer_since is not None,
         }
         users = [user]
@@ -149,7 +168,7 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
         "threshold": model.threshold,
         "signals": signals,
         "members": {"total": int(total_members), "active_7d": int(active_7d), "active_30d": int(active_30d)},
-        "top_users": [_person(u) for u in sorted(users, key=lambda u: (-u.score, -u.activity_count))[:5]],
+        "top_users": [_person(u, model) for u in sorted(users, key=lambda u: (-u.score, -u.activity_count))[:5]],
         "drivers": drivers,
         "contact": None if contact is None else {**_person(by_id[contact.member.user_id]), "reason": contact.reason},
         "champion": None if contact is None or contact.champion is None else _person(by_id[contact.champion.user_id]),

@@ -207,7 +207,7 @@ def test_account_crossing_posts_one_alert_a_rep_can_act_on(server: LiveServer) -
     assert re.search(r"Invited 2\+ teammates.*\+25", shown)
     assert re.search(r"Activated an integration.*\+20", shown)
     assert "2 active in the last 7 days" in shown
-    contact = re.search(r"Whom to contact:\* \*(Ada Lovelace|Grace Hopper)\*[^,\n]*, (\S.*)", shown)
+    contact = re.search(r"Whom to contact:\* \*(Ada Lovelace|Grace Hopper)\*[^:\n]*: (\S.*)", shown)
     assert contact and contact.group(2).strip()  # who, and why
     assert "Claim" in texts(claim_button(alert).get("text"))
 
@@ -392,8 +392,8 @@ def test_score_shows_each_fired_signal_and_the_account(server: LiveServer) -> No
     for query in ("ada@northwind.example", "<mailto:ada@northwind.example|ada@northwind.example>", "u-ada"):
         out = server.command(f"score {query}")
         assert "Ada Lovelace scores 25; Northwind Traders scores 45" in out, out
-        assert re.search(r"Invited 2\+ teammates \*\+25\*", out)
-        assert re.search(r"Activated an integration \*\+20\*", out)  # fired for the account
+        assert re.search(r"Invited 2\+ teammates \(2\) \*\+25\*", out)
+        assert re.search(r"Activated an integration \(1\) \*\+20\*", out)  # fired for the account
 
     out = server.command("score nobody@nowhere.example")
     assert "No user" in out and "nobody@nowhere.example" in out
@@ -637,6 +637,7 @@ def test_top_50_of_60_leads_is_a_valid_message_listing_all_50(server: LiveServer
         server,
         [identify(u, f"{u}@many.example", f"Lead {i:02d} <R&D> " + "x" * 100) for i, u in enumerate(users)],
         [integration(u) for u in users[:30]],
+        [track(u, "Project Created") for u in users[30:] for _ in range(3)],
     )
     out = server.command("top 50")
     assert "Top 50" in out
@@ -644,7 +645,7 @@ def test_top_50_of_60_leads_is_a_valid_message_listing_all_50(server: LiveServer
         r"^\d+\. \*Lead (\d\d) &lt;R&amp;D&gt; x+…\* · no account · score \*(\d+)\* · unclaimed$", out, re.M
     )
     assert len(lines) == 50, out
-    assert [score for _, score in lines] == ["20"] * 30 + ["0"] * 20
+    assert [score for _, score in lines] == ["20"] * 30 + ["10"] * 20
     assert_block_kit_valid(server)
 
 

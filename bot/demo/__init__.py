@@ -27,6 +27,7 @@ from typing import Any
 from bot.clock import utcnow
 from bot.demo.standin import SlackStandIn, free_port
 from bot.demo.terminal import Style, draw
+from scoring.model import default_model
 
 CHANNEL = "C0DEMOALERTS"
 BATCH = 100
@@ -43,6 +44,25 @@ def load_stream(end: datetime | None = None) -> list[dict[str, Any]]:
         msg["timestamp"] = (end - timedelta(seconds=ago)).isoformat()
         out.append(msg)
     return out
+
+
+def batches(stream: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The stream in batches as a busy client would send them, a batch ending right after a
+    hand-raise, so the replayed clock says it happened a moment ago, as it would live."""
+    raisers = default_model().hand_raisers
+    pages = {p.casefold() for p in raisers.pages}
+    events = {e.casefold() for e in raisers.events}
+    out: list[list[dict[str, Any]]] = [[]]
+    for msg in stream:
+        out[-1].append(msg)
+        path = str((msg.get("properties") or {}).get("path", ""))
+        raised = (msg["type"] == "track" and str(msg.get("event", "")).casefold() in events) or (
+            msg["type"] == "page"
+            and (str(msg.get("name", "")).casefold() in pages or path.startswith(tuple(raisers.paths)))
+        )
+        if raised or len(out[-1]) >= BATCH:
+            out.append([])
+    return [b for b in out if b]
 
 
 class ReplayClock:
@@ -148,11 +168,12 @@ def run_demo(verbose: bool = False, out: Any = None) -> int:
         out.write(f"  pqlbot is serving on {url}; Slack's Web API is a stand-in on {standin.api_url}\n")
         try:
             progress = _Progress(len(stream), out)
-            for i in range(0, len(stream), BATCH):
-                batch = stream[i : i + BATCH]
+            sent = 0
+            for batch in batches(stream):
                 clock.set(datetime.fromisoformat(batch[-1]["timestamp"]))
                 _post(url, key, batch, clock())
-                progress.update(min(len(stream), i + BATCH))
+                sent += len(batch)
+                progress.update(sent)
                 _drain(runtime)
             clock.set(end)
             runtime.pipeline.rescore_all()  # what the hourly re-evaluation would have done by now

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import textwrap
+import time
 from typing import Any
 
 EMOJI = {
@@ -38,6 +39,8 @@ def mrkdwn(text: str, style: Style) -> str:
 
     def entity(m: re.Match[str]) -> str:
         target, label = m.group(1), m.group(2)
+        if target.startswith("!date^"):
+            return _ago(target, label or "")
         if target.startswith("@"):
             return "@" + target[1:]
         if target.startswith("#"):
@@ -49,6 +52,19 @@ def mrkdwn(text: str, style: Style) -> str:
     text = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", lambda m: style.bold(m.group(1)), text)
     text = re.sub(r"`([^`\n]+)`", r"\1", text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _ago(token: str, fallback: str) -> str:
+    """`<!date^UNIX^{ago}|fallback>` as Slack shows it to a reader now."""
+    try:
+        seconds = time.time() - int(token.split("^")[1])
+    except (IndexError, ValueError):
+        return fallback
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
 
 
 def draw(message: dict[str, Any], style: Style, width: int | None = None) -> str:

@@ -31,6 +31,14 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 OK = {"success": True}
+NO_KEY = "missing or unknown write key (send it as the Basic auth user name)"
+
+
+def refused(request: Request, status: int, message: str) -> JSONResponse:
+    """A refusal, logged (without the key or the body) so a misconfigured sender can be found."""
+    client = request.client.host if request.client else "unknown"
+    log.info("refused %s %s from %s: %d %s", request.method, request.url.path, client, status, message[:200])
+    return error(status, message)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -118,17 +126,19 @@ def segment_endpoint(
         if not configured or (
             not authorised and "authorization" in request.headers and basic_user(request) is not None
         ):
-            return error(401, "unknown write key")
+            return refused(
+                request, 401, "unknown write key" if configured else "no write keys are configured (PQLBOT_WRITE_KEYS)"
+            )
         try:
             body = await read_body(request, limit)
             payload = segment.parse_json(body)
             if not authorised and not (isinstance(payload, dict) and key_matches(payload.get("writeKey"), configured)):
-                return error(401, "missing or unknown write key (send it as the Basic auth user name)")
+                return refused(request, 401, NO_KEY)
             events = segment.parse_request(payload, route_type, received_at)
         except BadRequest as exc:
             if not authorised:
-                return error(401, "missing or unknown write key (send it as the Basic auth user name)")
-            return error(exc.status, str(exc))
+                return refused(request, 401, NO_KEY)
+            return refused(request, exc.status, str(exc))
         if events:
             try:
                 await anyio.to_thread.run_sync(ingest, events)
