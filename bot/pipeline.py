@@ -156,12 +156,16 @@ class Pipeline:
             kind, subject = (ACCOUNT, hr.account_id) if hr.account_id is not None else (USER, hr.user_id)
             if leads_store.customers(session=s, kind=kind, ids=[subject]):
                 continue
+            user = s.get(User, hr.user_id)
+            if kind == USER and user is not None and not (user.external_id or user.email):
+                # An anonymous visitor on the pricing page is nobody sales can call: the hand-raise
+                # is kept and shows once they sign up, but pages no one now.
+                continue
             lead_id = leads_store.take_hand_raise(
                 session=s, kind=kind, subject_id=subject, at=hr.at, now=now, cooldown=cooldown
             )
             if lead_id is None:
                 continue
-            user = s.get(User, hr.user_id)
             context = {
                 "kind": "hand_raiser",
                 "lead_id": lead_id,

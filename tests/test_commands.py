@@ -85,3 +85,21 @@ def test_score_explains_inactivity_in_days(server: LiveServer) -> None:
     send(server, identify("u-idle", "idle@x.example", "Idle"), track("u-idle", "Project Created"))
     out = server.command("score idle@x.example")
     assert "idle 0 days so far" in out and "0 of 14" not in out
+
+
+def test_an_anonymous_visitor_on_pricing_pages_no_one(server: LiveServer) -> None:
+    send(
+        server,
+        {
+            "type": "page",
+            "anonymousId": "anon-visitor",
+            "name": "Pricing",
+            "properties": {"path": "/pricing"},
+            "messageId": "m-anon-pricing",
+        },
+    )
+    send(server, identify("u-known", "known@x.example", "Known"), page("u-known", "Pricing", "/pricing"))
+    alerts = server.wait_alerts(1)
+    server.settle()
+    assert [a["text"] for a in server.alerts()] == [alerts[0]["text"]]
+    assert "Known" in alerts[0]["text"]

@@ -30,11 +30,20 @@ def test_parallel_moves_and_events_leave_every_account_equal_to_its_members(any_
         for n, user in enumerate(users):
             account = f"acct-{(n + round_) % 3}"
             requests_.append({"batch": [_msg("group", user, groupId=account, traits={"name": account})]})
-            requests_.append({"batch": [
-                *[_msg("track", user, event="Core Feature Used") for _ in range(3)],
-                _msg("track", user, event="Project Created"),
-                _msg("track", user, event="Invite Sent", properties={"invitee_email": f"{user}-{round_}@x.example"}),
-            ]})
+            requests_.append(
+                {
+                    "batch": [
+                        *[_msg("track", user, event="Core Feature Used") for _ in range(3)],
+                        _msg("track", user, event="Project Created"),
+                        _msg(
+                            "track",
+                            user,
+                            event="Invite Sent",
+                            properties={"invitee_email": f"{user}-{round_}@x.example"},
+                        ),
+                    ]
+                }
+            )
     with ThreadPoolExecutor(max_workers=20) as pool:
         statuses = list(pool.map(lambda body: any_server.post("/v1/batch", body).status_code, requests_))
     assert statuses.count(200) == len(requests_), sorted(set(statuses))
@@ -54,8 +63,12 @@ def test_a_user_working_in_two_workspaces_is_announced_once_per_workspace(any_se
     client.track("nomad", "Invite Sent", {"invitee_email": "b@x.example"}, context={"groupId": "ws-a"})
     client.track("nomad", "Integration Activated", {"integration": "github"}, context={"groupId": "ws-a"})
     for i in range(6):
-        client.page("nomad", name="Dashboard", properties={"path": "/app"},
-                    context={"groupId": "ws-b" if i % 2 == 0 else "ws-a"})
+        client.page(
+            "nomad",
+            name="Dashboard",
+            properties={"path": "/app"},
+            context={"groupId": "ws-b" if i % 2 == 0 else "ws-a"},
+        )
     client.flush()
     any_server.settle(1.0)
     pql = [a for a in any_server.alerts() if a["text"].startswith("PQL")]

@@ -181,16 +181,27 @@ def test_analytics_js_short_routes_and_cors(server: LiveServer) -> None:
         r = requests.post(server.url + path, data=json.dumps(body), headers=origin, timeout=10)
         assert r.status_code == 200, r.text
         assert r.headers.get("access-control-allow-origin") == "*"
-    batch = {"writeKey": "wk_test", "batch": [{"type": "page", "userId": "js-1", "name": "Pricing",
-                                               "properties": {"path": "/pricing"}}]}
+    batch = {
+        "writeKey": "wk_test",
+        "batch": [{"type": "page", "userId": "js-1", "name": "Pricing", "properties": {"path": "/pricing"}}],
+    }
     assert requests.post(server.url + "/v1/b", data=json.dumps(batch), headers=origin, timeout=10).status_code == 200
-    preflight = requests.options(server.url + "/v1/b", headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"}, timeout=10)
+    preflight = requests.options(
+        server.url + "/v1/b",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+        timeout=10,
+    )
     assert preflight.status_code == 200 and preflight.headers.get("access-control-allow-origin") == "*"
     assert "js-1 scores 10" in server.command("score js-1")
     assert any(a["text"].startswith("Hand-raiser") for a in server.wait_alerts(1))
     # Slack's endpoint does not answer browsers.
-    r = requests.options(server.url + "/slack/events", headers={"Origin": "https://evil.example",
-                                                                "Access-Control-Request-Method": "POST"}, timeout=10)
+    r = requests.options(
+        server.url + "/slack/events",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        timeout=10,
+    )
     assert "access-control-allow-origin" not in r.headers
