@@ -163,9 +163,11 @@ def find_accounts(*, session: Session, query: str, limit: int = 6) -> list[Accou
         # No account says its domain: the accounts whose members sign in with that email domain.
         by_email = session.scalars(
             select(Account)
-            .where(col(Account.id).in_(
-                select(col(User.account_id)).where(col(User.email).like("%@" + _like(domain), escape="\\"))
-            ))
+            .where(
+                col(Account.id).in_(
+                    select(col(User.account_id)).where(col(User.email).like("%@" + _like(domain), escape="\\"))
+                )
+            )
             .order_by(col(Account.score).desc())
             .limit(limit)
         ).all()
