@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from scoring import Event, Model, hand_raiser, is_activity, is_conversion, signal_hits
 from storage._sql import chunks, insert, many
+from storage.aggregates import add_facts, later
+from storage.identity import merge_users
 from storage.tables import (
     ACCOUNT,
     ACCOUNTS,
@@ -100,7 +102,7 @@ def record_events(*, session: Session, events: Sequence[Event], model: Model, no
     if not batch:
         return out
 
-    user_of = _resolve_users(session, batch, now)
+    user_of, merged, recognised = _resolve_users(session, batch, now)
     new_ids = _insert_events(session, batch, user_of)
     out.duplicates += len(batch) - len(new_ids)
     fresh = [ev for ev in batch if ev.message_id in new_ids]
@@ -108,7 +110,7 @@ def record_events(*, session: Session, events: Sequence[Event], model: Model, no
     if not fresh:
         return out
 
-    moved = _apply_profiles(session, fresh, user_of, out)
+    moved = _apply_profiles(session, fresh, user_of, out) | merged
     account_of = _accounts_of(session, {u for u in user_of.values() if u is not None})
     _apply_activity(session, fresh, user_of, account_of, out)
     _apply_signals(session, model, fresh, user_of, account_of, moved)
@@ -116,6 +118,8 @@ def record_events(*, session: Session, events: Sequence[Event], model: Model, no
         rebuild_accounts(session=session, account_ids=moved)
         out.accounts |= moved
 
+    # A visitor who looked at pricing and has just signed up: their hand counts as raised now.
+    out.hand_raises.extend(HandRaise(uid, account_of.get(uid), what, at) for uid, at, what in recognised)
     for ev in fresh:
         uid = user_of.get(ev.message_id)
         if uid is None:
@@ -133,11 +137,15 @@ def record_events(*, session: Session, events: Sequence[Event], model: Model, no
 # --- identity ---------------------------------------------------------------------------------
 
 
-def _resolve_users(session: Session, batch: Sequence[Event], now: datetime) -> dict[str, int | None]:
-    """Map each message id to the user it belongs to, creating users as needed.
+def _resolve_users(
+    session: Session, batch: Sequence[Event], now: datetime
+) -> tuple[dict[str, int | None], set[int], list[tuple[int, datetime, str]]]:
+    """Map each message id to the user it belongs to, creating, linking and merging users.
 
-    A `group` call sent only with an anonymous id nobody has used (a server-side call, say)
-    belongs to no user: it updates the account and makes no phantom member.
+    Returns that map, the accounts whose pooled facts a merge changed, and the hand-raises of
+    visitors who have just been recognised (user, when, what). A `group` call sent
+    only with an anonymous id nobody has used (a server-side call, say) belongs to no user: it
+    updates the account and makes no phantom member.
     """
     first_seen: dict[str, datetime] = {}
     for ev in batch:
@@ -145,49 +153,104 @@ def _resolve_users(session: Session, batch: Sequence[Event], now: datetime) -> d
             first_seen.setdefault(ev.user_id, ev.timestamp)
     by_external = _ensure_users(session, first_seen)
 
-    anon_ids = {ev.anonymous_id for ev in batch if ev.anonymous_id}
-    anon_ids |= {ev.previous_id for ev in batch if ev.kind == "alias" and ev.previous_id}
-    known_anon: dict[str, int] = {}
-    for part in chunks(sorted(anon_ids)):
+    other_ids = {ev.anonymous_id for ev in batch if ev.anonymous_id}
+    other_ids |= {ev.previous_id for ev in batch if ev.kind == "alias" and ev.previous_id}
+    known: dict[str, int] = {}
+    for part in chunks(sorted(other_ids)):
         rows = session.execute(
             select(IDENTITIES.c.anonymous_id, IDENTITIES.c.user_id).where(IDENTITIES.c.anonymous_id.in_(part))
         )
-        known_anon.update({a: u for a, u in rows})
+        known.update({a: u for a, u in rows})
+    # An alias's previousId may be a previous user id rather than an anonymous one.
+    previous_users = _user_ids(
+        session,
+        sorted(
+            {ev.previous_id for ev in batch if ev.kind == "alias" and ev.previous_id and ev.previous_id not in known}
+        ),
+    )
+    anonymous = _anonymous_users(session, set(known.values()))
 
-    # Anonymous ids seen with a user id (identify, alias, any call) join that user.
+    merged_into: dict[int, int] = {}
+
+    def final(uid: int) -> int:
+        while uid in merged_into:
+            uid = merged_into[uid]
+        return uid
+
+    rebuild: set[int] = set()
+    raised: list[tuple[int, datetime, str]] = []
     links: dict[str, int] = {}
-    for ev in batch:
+    for ev in batch:  # in event-time order
         if not ev.user_id:
             continue
-        uid = by_external[ev.user_id]
-        for anon in (ev.anonymous_id, ev.previous_id if ev.kind == "alias" else None):
-            if anon and anon not in known_anon and anon not in links:
-                links[anon] = uid
+        uid = final(by_external[ev.user_id])
+        for other in (ev.anonymous_id, ev.previous_id if ev.kind == "alias" else None):
+            if not other:
+                continue
+            explicit = ev.kind == "alias" and other == ev.previous_id
+            owner = known.get(other)
+            if owner is None and explicit and other in previous_users:
+                owner = previous_users[other]
+            if owner is None:
+                links[other] = known[other] = uid
+                continue
+            owner = final(owner)
+            # Anonymous history joins the person; two known people sharing a device do not merge
+            # unless an alias says they are one.
+            if owner != uid and (owner in anonymous or explicit):
+                merged = merge_users(session=session, source=owner, target=uid)
+                rebuild |= merged.accounts
+                if merged.hand_raise is not None:
+                    raised.append((uid, *merged.hand_raise))
+                merged_into[owner] = uid
+                known[other] = uid
+                links.pop(other, None)
     if links:
-        _link(session, links)
-        known_anon.update(links)
+        _link(session, {k: final(v) for k, v in links.items()})
+        known.update(links)
 
     user_of: dict[str, int | None] = {}
     for ev in batch:
         if ev.user_id:
-            user_of[ev.message_id] = by_external[ev.user_id]
-        elif ev.anonymous_id and ev.anonymous_id in known_anon:
-            user_of[ev.message_id] = known_anon[ev.anonymous_id]
+            user_of[ev.message_id] = final(by_external[ev.user_id])
+        elif ev.anonymous_id and ev.anonymous_id in known:
+            user_of[ev.message_id] = final(known[ev.anonymous_id])
         elif ev.anonymous_id and ev.kind != "group":
             uid = _new_anonymous_user(session, ev.anonymous_id, ev.timestamp)
-            known_anon[ev.anonymous_id] = uid
+            known[ev.anonymous_id] = uid
             user_of[ev.message_id] = uid
         else:
             user_of[ev.message_id] = None
-    return user_of
+    return user_of, rebuild, [(final(u), at, what) for u, at, what in raised]
+
+
+def _anonymous_users(session: Session, ids: set[int]) -> set[int]:
+    """Which of these users are anonymous visitors (no user id of their own)."""
+    out: set[int] = set()
+    for part in chunks(sorted(ids)):
+        out.update(session.scalars(select(USERS.c.id).where(USERS.c.id.in_(part), USERS.c.external_id.is_(None))))
+    return out
 
 
 def _ensure_users(session: Session, first_seen: dict[str, datetime]) -> dict[str, int]:
-    """Ids of users by external id, creating the missing ones (first seen at their first event)."""
+    """Ids of users by external id, creating the missing ones (first seen at their first event).
+
+    A user id that was aliased into another person (an `alias` from a previous user id) keeps
+    resolving to that person.
+    """
     if not first_seen:
         return {}
     found = _user_ids(session, sorted(first_seen))
     missing = sorted(set(first_seen) - set(found))
+    if missing:
+        for part in chunks(missing):
+            found.update(
+                (a, u)
+                for a, u in session.execute(
+                    select(IDENTITIES.c.anonymous_id, IDENTITIES.c.user_id).where(IDENTITIES.c.anonymous_id.in_(part))
+                )
+            )
+        missing = [m for m in missing if m not in found]
     if missing:
         _create(session, USERS, {x: first_seen[x] for x in missing}, activity_count=0)
         found.update(_user_ids(session, missing))
@@ -373,24 +436,19 @@ def _accounts_of(session: Session, user_ids: Iterable[int]) -> dict[int, int | N
 # --- activity and signals ---------------------------------------------------------------------
 
 
-def _later(column: Any, value: Any) -> Any:
-    """SQL for `max(column, value)` that treats NULL as older than anything."""
-    return case((or_(column.is_(None), column < value), value), else_=column)
-
-
 # Statements built once: executemany runs them per row without compiling again.
 _USER_ACTIVITY = (
     update(USERS)
     .where(USERS.c.id == bindparam("b_id"))
     .values(
         activity_count=USERS.c.activity_count + bindparam("b_n"),
-        last_active_at=_later(USERS.c.last_active_at, bindparam("b_last", type_=UTCDateTime())),
+        last_active_at=later(USERS.c.last_active_at, bindparam("b_last", type_=UTCDateTime())),
     )
 )
 _ACCOUNT_ACTIVITY = (
     update(ACCOUNTS)
     .where(ACCOUNTS.c.id == bindparam("b_id"))
-    .values(last_active_at=_later(ACCOUNTS.c.last_active_at, bindparam("b_last", type_=UTCDateTime())))
+    .values(last_active_at=later(ACCOUNTS.c.last_active_at, bindparam("b_last", type_=UTCDateTime())))
 )
 _DISTINCT_ADDED = (
     update(FACTS)
@@ -457,18 +515,8 @@ def _apply_signals(
 def apply_deltas(session: Session, deltas: dict[tuple[str, int, str], _Delta]) -> None:
     """Move the aggregates by what a batch added (counts, distinct values, timed hits)."""
     keys = sorted(deltas)  # a fixed order keeps concurrent PostgreSQL writers from deadlocking
-    stmt = insert(session, FACTS)
-    ex = stmt.excluded
-    many(
+    add_facts(
         session,
-        stmt.on_conflict_do_update(
-            index_elements=["subject_kind", "subject_id", "signal_id"],
-            set_={
-                "count": FACTS.c.count + ex.count,
-                "valueless": FACTS.c.valueless + ex.valueless,
-                "last_at": _later(FACTS.c.last_at, ex.last_at),
-            },
-        ),
         [
             {
                 "subject_kind": k[0],
@@ -476,7 +524,6 @@ def apply_deltas(session: Session, deltas: dict[tuple[str, int, str], _Delta]) -
                 "signal_id": k[2],
                 "count": deltas[k].count,
                 "valueless": deltas[k].valueless,
-                "distinct_count": 0,
                 "last_at": deltas[k].last_at,
             }
             for k in keys
