@@ -121,7 +121,7 @@ class Pipeline:
         user_scores = _score(s, model, USER, users, now)
         account_scores = _score(s, model, ACCOUNT, accounts, now)
         facts_store.save_scores(session=s, kind=USER, scores=user_scores)
-        facts_store.save_scores(session=s, kind=ACCOUNT, scores=account_scores)
+        facts_store.save_scores(session=s, kind=ACCOUNT, scores=account_scores, now=now)
         member_accounts, lone = leads_store.lead_subjects(session=s, user_ids=users)
         missing = member_accounts - accounts
         if missing:  # a member's account not re-scored in this batch: its score is unchanged
@@ -208,7 +208,7 @@ class Pipeline:
                     scores = _score(s, model, kind, ids, now)
                     current = facts_store.current_scores(session=s, kind=kind, ids=ids)
                     changed = {i: sc for i, sc in scores.items() if current.get(i) != sc.total}
-                    facts_store.save_scores(session=s, kind=kind, scores=scores)
+                    facts_store.save_scores(session=s, kind=kind, scores=scores, now=now)
                     result.changed += len(changed)
                     if kind == USER:
                         result.users += len(ids)

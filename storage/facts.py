@@ -10,8 +10,8 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scoring import Facts, Model, Score
-from storage._sql import chunks
-from storage.tables import ACCOUNT, ACCOUNTS, FACTS, HITS, USERS
+from storage._sql import chunks, insert, many
+from storage.tables import ACCOUNT, ACCOUNTS, FACTS, HITS, SCORE_HISTORY, USERS
 
 
 def subject_table(kind: str) -> Any:
@@ -74,7 +74,8 @@ def compact_breakdown(score: Score) -> dict[str, Any]:
     return {"total": score.total, "signals": {r.id: [r.measure, r.fired, r.points] for r in score.breakdown}}
 
 
-def save_scores(*, session: Session, kind: str, scores: Mapping[int, Score]) -> None:
+def save_scores(*, session: Session, kind: str, scores: Mapping[int, Score], now: datetime | None = None) -> None:
+    """Store current scores; for accounts, also today's point of their score history."""
     if not scores:
         return
     table = subject_table(kind)
@@ -86,6 +87,23 @@ def save_scores(*, session: Session, kind: str, scores: Mapping[int, Score]) -> 
     rows = [{"b_id": i, "b_score": s.total, "b_breakdown": compact_breakdown(s)} for i, s in sorted(scores.items())]
     for part in chunks(rows, 500):
         session.connection().execute(stmt, part)
+    if kind == ACCOUNT and now is not None:
+        history = insert(session, SCORE_HISTORY)
+        many(
+            session,
+            history.on_conflict_do_update(index_elements=["account_id", "day"], set_={"score": history.excluded.score}),
+            [{"account_id": i, "day": now.date(), "score": s.total} for i, s in sorted(scores.items())],
+        )
+
+
+def score_a_week_ago(*, session: Session, account_id: int, now: datetime) -> int | None:
+    """The account's score at the end of the day a week ago (None: no history that far back)."""
+    return session.scalar(
+        select(SCORE_HISTORY.c.score)
+        .where(SCORE_HISTORY.c.account_id == account_id, SCORE_HISTORY.c.day <= (now - timedelta(days=7)).date())
+        .order_by(SCORE_HISTORY.c.day.desc())
+        .limit(1)
+    )
 
 
 def subject_ids(*, session: Session, kind: str, after: int, limit: int) -> list[int]:

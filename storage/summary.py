@@ -11,7 +11,7 @@ from sqlmodel import col
 
 from scoring import Facts, Model, evaluate
 from scoring.contact import Member, choose_contact
-from storage.facts import load_facts
+from storage.facts import load_facts, score_a_week_ago
 from storage.tables import ACCOUNT, USERS, VALUES, Account, User
 
 MAX_MEMBERS_READ = 500
@@ -121,6 +121,7 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
             "name": account.name or account.external_id,
             "domain": account.domain,
             "plan": _plain(account.traits.get("plan")),
+            "seats": _plain(account.traits.get("seats") or account.traits.get("employees")),
             "customer": account.customer_since is not None,
         }
         users = list(
@@ -147,6 +148,7 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
             "name": display_name(user),
             "email": user.email,
             "plan": None,
+            "seats": None,
             "domain": None,
             "customer": user.customer_since is not None,
         }
@@ -162,6 +164,7 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
             names = [display_name(u) for u in users if ((u.breakdown or {}).get("signals", {}).get(s["id"]) or [0])[0]]
             drivers.append({"signal": s["label"], "members": names[:5], "more": max(0, len(names) - 5)})
     raised = max((u for u in users if u.hand_raised_at), key=lambda u: u.hand_raised_at or _EPOCH, default=None)
+    week_ago = score_a_week_ago(session=session, account_id=subject_id, now=now) if kind == ACCOUNT else None
     return {
         "subject": subject,
         "score": total,
@@ -175,7 +178,41 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
         "hand_raise": None
         if raised is None
         else {**_person(raised), "what": raised.hand_raised_what, "at": _iso(raised.hand_raised_at)},
+        "invites": _invites(session, model, kind, subject_id),
+        "trend": {"week_ago": week_ago, "delta": None if week_ago is None else total - week_ago},
         "at": now.isoformat(),
+    }
+
+
+def _invites(session: Session, model: Model, kind: str, subject_id: int) -> dict[str, Any] | None:
+    """Invitations sent and how many are still outstanding (the invitee is not a member yet)."""
+    signal = next((s for s in model.signals if s.distinct_property and "email" in s.distinct_property.casefold()), None)
+    if signal is None:
+        return None
+    sent = set(
+        session.scalars(
+            select(VALUES.c.value)
+            .where(
+                VALUES.c.subject_kind == kind,
+                VALUES.c.subject_id == subject_id,
+                VALUES.c.signal_id == signal.id,
+            )
+            .limit(1000)
+        )
+    )
+    if not sent:
+        return None
+    team = USERS.c.account_id == subject_id if kind == ACCOUNT else USERS.c.id == subject_id
+    if kind == ACCOUNT:
+        joined = set(session.scalars(select(USERS.c.email).where(team, USERS.c.email.in_(sorted(sent)))))
+    else:  # a user with no account: an invitee who signed up at all has joined
+        joined = set(session.scalars(select(USERS.c.email).where(USERS.c.email.in_(sorted(sent)))))
+    outstanding = sorted(sent - joined)
+    return {
+        "sent": len(sent),
+        "joined": len(sent) - len(outstanding),
+        "outstanding": outstanding[:5],
+        "outstanding_count": len(outstanding),
     }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Column, ForeignKey, Index, Table, UniqueConstraint
@@ -171,6 +171,16 @@ class Alert(SQLModel, table=True):
     sent_at: datetime | None = _at()
 
 
+class ScoreHistory(SQLModel, table=True):
+    """An account's score at the end of each day it changed (for the week-on-week trend)."""
+
+    __tablename__ = "score_history"
+
+    account_id: int = Field(primary_key=True)
+    day: date = Field(primary_key=True)
+    score: int
+
+
 class ModelVersion(SQLModel, table=True):
     """Every version of the scoring model; the highest id is live."""
 
@@ -199,6 +209,7 @@ HITS = _table(FactHit)
 LEADS = _table(Lead)
 ALERTS = _table(Alert)
 MODEL_VERSIONS = _table(ModelVersion)
+SCORE_HISTORY = _table(ScoreHistory)
 
 
 def pk(row: Account | User | Lead | Alert | ModelVersion) -> int:
