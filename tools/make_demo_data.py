@@ -211,6 +211,9 @@ class Stream:
     def page(self, user: str, name: str, path: str, at: float) -> None:
         self.add({"type": "page", "userId": user, "name": name, "properties": {"path": path}}, at)
 
+    def anonymous(self, anonymous_id: str, kind: str, at: float, **fields: Any) -> None:
+        self.add({"type": kind, "anonymousId": anonymous_id, **fields}, at)
+
 
 def slug(name: str) -> str:
     return "".join(c.lower() if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
@@ -333,6 +336,23 @@ def main() -> None:
             )
             s.page(buyer, "Pricing", "/pricing", rng.uniform(0.3, 0.7) * DAY)
             s.page(buyer, "Billing", "/billing/plans", rng.uniform(0.05, 0.3) * DAY)
+    # Visitors who try the product before signing up, then sign up (identify links the ids):
+    # their anonymous history joins them; two read pricing first, which raises their hand.
+    for n in range(6):
+        uid += 1
+        first, last = person(rng, used)
+        user, anon = f"u{uid:04d}", f"anon-{rng.getrandbits(48):012x}"
+        signup = rng.uniform(0.1, 0.8) * DAY if n < 2 else rng.uniform(3, 12) * DAY
+        visited = signup + rng.uniform(0.05, 0.5) * DAY
+        s.anonymous(anon, "page", visited, name="Pricing" if n < 2 else "Docs",
+                    properties={"path": "/pricing" if n < 2 else "/docs"})
+        for k in range(3):
+            s.anonymous(anon, "track", visited - (k + 1) * 600, event="Project Created",
+                        properties={"project_id": f"p{rng.getrandbits(24)}"})
+        s.add({"type": "identify", "userId": user, "anonymousId": anon,
+               "traits": {"email": f"{first.lower()}.{slug(last)}@{rng.choice(FREE_MAIL)}", "name": f"{first} {last}",
+                          "title": "Founder"}}, signup)
+        s.track(user, "Core Feature Used", {"feature": "dashboard"}, signup - 300)
     # People with no account: freelancers, evaluators, and a few who never came back.
     for _ in range(70):
         uid += 1
