@@ -113,3 +113,39 @@ def test_account_answer_shows_the_alert_snapshot_and_the_trend(server: LiveServe
     )
     score = server.command("score ada@northwind.example")
     assert re.search(r"Account alerted .* at \*45\* .*, 55 now", score)
+
+
+def test_membership_through_group_calls_and_context_group_id(server: LiveServer) -> None:
+    # A server-side group call with only an anonymous id: account traits, no phantom member.
+    _send(
+        server,
+        {
+            "type": "group",
+            "anonymousId": "server-job",
+            "groupId": "acct-c",
+            "traits": {"name": "Contoso", "plan": "trial", "website": "https://www.contoso.example/about"},
+        },
+    )
+    out = server.command("account acct-c")
+    assert "Contoso" in out and "plan trial" in out and "contoso.example" in out
+    assert "0 members" in out
+    # context.groupId on any call makes the sender a member.
+    _send(
+        server,
+        {"type": "identify", "userId": "u-cy", "traits": {"name": "Cy"}},
+        {"type": "track", "userId": "u-cy", "event": "Project Created", "context": {"groupId": "acct-c"}},
+    )
+    assert "1 member" in server.command("account contoso.example")
+    # A later group call moves the member; an older one arriving late does not move them back.
+    _send(server, {"type": "group", "userId": "u-cy", "groupId": "acct-f", "traits": {"name": "Fabrikam"}})
+    old = (server.clock() - timedelta(days=3)).isoformat()
+    server.post(
+        "/v1/batch",
+        {
+            "batch": [
+                {"type": "group", "userId": "u-cy", "groupId": "acct-c", "timestamp": old, "messageId": "late-group"}
+            ]
+        },
+    )
+    assert "Fabrikam" in server.command("score u-cy")
+    assert "0 members" in server.command("account acct-c")
