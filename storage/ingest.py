@@ -326,6 +326,16 @@ def _new_anonymous_user(session: Session, anonymous_id: str, at: datetime) -> in
 # --- events -----------------------------------------------------------------------------------
 
 
+def _stored_properties(ev: Event) -> dict[str, Any]:
+    """What is kept of a call's payload: its properties (traits for identify and group), with the
+    page path it was matched by, so aggregates can be rebuilt from stored events alone."""
+    if ev.kind in ("identify", "group"):
+        return ev.traits or {}
+    if ev.path and "path" not in ev.properties:
+        return {**ev.properties, "path": ev.path}
+    return ev.properties or {}
+
+
 def _stored_ids(session: Session, message_ids: list[str]) -> set[str]:
     found: set[str] = set()
     for part in chunks(message_ids, 500):
@@ -344,7 +354,7 @@ def _insert_events(session: Session, batch: Sequence[Event], user_of: dict[str, 
             "group_id": ev.group_id,
             "occurred_at": ev.timestamp,
             "received_at": ev.received_at,
-            "properties": ev.properties or ev.traits or {},
+            "properties": _stored_properties(ev),
             "source": ev.source,
             "flags": ",".join(ev.flags) or None,
         }

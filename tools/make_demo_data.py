@@ -344,14 +344,34 @@ def main() -> None:
         user, anon = f"u{uid:04d}", f"anon-{rng.getrandbits(48):012x}"
         signup = rng.uniform(0.1, 0.8) * DAY if n < 2 else rng.uniform(3, 12) * DAY
         visited = signup + rng.uniform(0.05, 0.5) * DAY
-        s.anonymous(anon, "page", visited, name="Pricing" if n < 2 else "Docs",
-                    properties={"path": "/pricing" if n < 2 else "/docs"})
+        s.anonymous(
+            anon,
+            "page",
+            visited,
+            name="Pricing" if n < 2 else "Docs",
+            properties={"path": "/pricing" if n < 2 else "/docs"},
+        )
         for k in range(3):
-            s.anonymous(anon, "track", visited - (k + 1) * 600, event="Project Created",
-                        properties={"project_id": f"p{rng.getrandbits(24)}"})
-        s.add({"type": "identify", "userId": user, "anonymousId": anon,
-               "traits": {"email": f"{first.lower()}.{slug(last)}@{rng.choice(FREE_MAIL)}", "name": f"{first} {last}",
-                          "title": "Founder"}}, signup)
+            s.anonymous(
+                anon,
+                "track",
+                visited - (k + 1) * 600,
+                event="Project Created",
+                properties={"project_id": f"p{rng.getrandbits(24)}"},
+            )
+        s.add(
+            {
+                "type": "identify",
+                "userId": user,
+                "anonymousId": anon,
+                "traits": {
+                    "email": f"{first.lower()}.{slug(last)}@{rng.choice(FREE_MAIL)}",
+                    "name": f"{first} {last}",
+                    "title": "Founder",
+                },
+            },
+            signup,
+        )
         s.track(user, "Core Feature Used", {"feature": "dashboard"}, signup - 300)
     # People with no account: freelancers, evaluators, and a few who never came back.
     for _ in range(70):
