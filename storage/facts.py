@@ -120,7 +120,16 @@ def current_scores(*, session: Session, kind: str, ids: Iterable[int]) -> dict[i
 
 
 def without_account(*, session: Session, ids: Iterable[int]) -> set[int]:
+    """Identified users in no account (an anonymous visitor is not a lead of their own)."""
     out: set[int] = set()
     for part in chunks(sorted(set(ids)), 500):
-        out.update(session.scalars(select(USERS.c.id).where(USERS.c.id.in_(part), USERS.c.account_id.is_(None))))
+        out.update(
+            session.scalars(
+                select(USERS.c.id).where(
+                    USERS.c.id.in_(part),
+                    USERS.c.account_id.is_(None),
+                    or_(USERS.c.external_id.is_not(None), USERS.c.email.is_not(None)),
+                )
+            )
+        )
     return out

@@ -9,7 +9,7 @@ pointing at the person so later events under it land in the right place.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, literal, select, update
@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from storage._sql import insert
 from storage.aggregates import add_facts
+from storage.leads import merge_leads
 from storage.tables import (
-    ALERTS,
     EVENTS,
     FACTS,
     HITS,
@@ -29,6 +29,8 @@ from storage.tables import (
     User,
 )
 from storage.traits import user_columns
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ def merge_users(*, session: Session, source: int, target: int) -> Merged:
     if src.external_id:  # an aliased previous user id keeps finding this person
         session.execute(
             insert(session, IDENTITIES)
-            .values(anonymous_id=src.external_id, user_id=target)
+            .values(anonymous_id=src.external_id, user_id=target, kind="user")
             .on_conflict_do_nothing(index_elements=["anonymous_id"])
         )
     _merge_facts(session, source, target)
@@ -135,18 +137,22 @@ def _merge_profile(src: User, dst: User) -> None:
     dst.customer_since = _earliest(dst.customer_since, src.customer_since)
     if src.hand_raised_at and (dst.hand_raised_at is None or src.hand_raised_at > dst.hand_raised_at):
         dst.hand_raised_at, dst.hand_raised_what = src.hand_raised_at, src.hand_raised_what
-    if dst.account_id is None and src.account_id is not None:
-        dst.account_id, dst.account_since = src.account_id, src.account_since
+    if src.account_id is not None and (dst.account_id is None or _membership(src) > _membership(dst)):
+        # A group call's membership beats one from context.groupId; then the more recent wins.
+        dst.account_id, dst.account_since, dst.account_via = src.account_id, src.account_since, src.account_via
+
+
+def _membership(user: User) -> tuple[bool, datetime]:
+    return (user.account_via == "group", user.account_since or _EPOCH)
 
 
 def _merge_leads(session: Session, source: int, target: int) -> None:
-    """A lead of the folded user (rare: anonymous visitors are not alerted) joins the target's."""
+    """The folded user's lead (if any) joins the target's, or becomes it."""
     src = session.execute(select(LEADS.c.id).where(LEADS.c.subject_kind == USER, LEADS.c.subject_id == source)).scalar()
     if src is None:
         return
     dst = session.execute(select(LEADS.c.id).where(LEADS.c.subject_kind == USER, LEADS.c.subject_id == target)).scalar()
     if dst is None:
         session.execute(update(LEADS).where(LEADS.c.id == src).values(subject_id=target))
-        return
-    session.execute(update(ALERTS).where(ALERTS.c.lead_id == src).values(lead_id=dst))
-    session.execute(delete(LEADS).where(LEADS.c.id == src))
+    else:
+        merge_leads(session=session, source_id=src, target_id=dst)

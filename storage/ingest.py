@@ -23,6 +23,7 @@ from scoring import Event, Model, hand_raiser, is_activity, is_conversion, signa
 from storage._sql import chunks, insert, many
 from storage.aggregates import add_facts, later
 from storage.identity import merge_users
+from storage.leads import fold_member_leads
 from storage.tables import (
     ACCOUNT,
     ACCOUNTS,
@@ -117,6 +118,7 @@ def record_events(*, session: Session, events: Sequence[Event], model: Model, no
     if moved:
         rebuild_accounts(session=session, account_ids=moved)
         out.accounts |= moved
+        fold_member_leads(session=session, user_ids=out.users, now=now)
 
     # A visitor who looked at pricing and has just signed up: their hand counts as raised now.
     out.hand_raises.extend(HandRaise(uid, account_of.get(uid), what, at) for uid, at, what in recognised)
@@ -153,22 +155,12 @@ def _resolve_users(
             first_seen.setdefault(ev.user_id, ev.timestamp)
     by_external = _ensure_users(session, first_seen)
 
-    other_ids = {ev.anonymous_id for ev in batch if ev.anonymous_id}
-    other_ids |= {ev.previous_id for ev in batch if ev.kind == "alias" and ev.previous_id}
-    known: dict[str, int] = {}
-    for part in chunks(sorted(other_ids)):
-        rows = session.execute(
-            select(IDENTITIES.c.anonymous_id, IDENTITIES.c.user_id).where(IDENTITIES.c.anonymous_id.in_(part))
-        )
-        known.update({a: u for a, u in rows})
-    # An alias's previousId may be a previous user id rather than an anonymous one.
-    previous_users = _user_ids(
-        session,
-        sorted(
-            {ev.previous_id for ev in batch if ev.kind == "alias" and ev.previous_id and ev.previous_id not in known}
-        ),
-    )
-    anonymous = _anonymous_users(session, set(known.values()))
+    # Two kinds of other ids live in `identities`: anonymous ids, and previous user ids an alias
+    # merged into someone. They never stand in for each other.
+    previous = {ev.previous_id for ev in batch if ev.kind == "alias" and ev.previous_id}
+    anon_known = _identities(session, {ev.anonymous_id for ev in batch if ev.anonymous_id} | previous, "anonymous")
+    previous_users = _user_ids(session, sorted(previous)) | _identities(session, previous, "user")
+    anonymous = _anonymous_users(session, set(anon_known.values()))
 
     merged_into: dict[int, int] = {}
 
@@ -180,48 +172,62 @@ def _resolve_users(
     rebuild: set[int] = set()
     raised: list[tuple[int, datetime, str]] = []
     links: dict[str, int] = {}
+
+    def merge(source: int, target: int) -> None:
+        merged = merge_users(session=session, source=source, target=target)
+        rebuild.update(merged.accounts)
+        if merged.hand_raise is not None:
+            raised.append((target, *merged.hand_raise))
+        merged_into[source] = target
+
     for ev in batch:  # in event-time order
         if not ev.user_id:
             continue
         uid = final(by_external[ev.user_id])
-        for other in (ev.anonymous_id, ev.previous_id if ev.kind == "alias" else None):
-            if not other:
-                continue
-            explicit = ev.kind == "alias" and other == ev.previous_id
-            owner = known.get(other)
-            if owner is None and explicit and other in previous_users:
-                owner = previous_users[other]
+        if ev.anonymous_id:
+            owner = anon_known.get(ev.anonymous_id)
             if owner is None:
-                links[other] = known[other] = uid
-                continue
-            owner = final(owner)
-            # Anonymous history joins the person; two known people sharing a device do not merge
-            # unless an alias says they are one.
-            if owner != uid and (owner in anonymous or explicit):
-                merged = merge_users(session=session, source=owner, target=uid)
-                rebuild |= merged.accounts
-                if merged.hand_raise is not None:
-                    raised.append((uid, *merged.hand_raise))
-                merged_into[owner] = uid
-                known[other] = uid
-                links.pop(other, None)
+                links[ev.anonymous_id] = anon_known[ev.anonymous_id] = uid
+            elif final(owner) != uid and final(owner) in anonymous:
+                # The visitor's history joins the person. Two known people sharing a device
+                # (the same anonymous id) are not merged unless an alias says they are one.
+                merge(final(owner), uid)
+        if ev.kind == "alias" and ev.previous_id:
+            owner = previous_users.get(ev.previous_id) or anon_known.get(ev.previous_id)
+            if owner is None:
+                links[ev.previous_id] = anon_known[ev.previous_id] = uid
+            elif final(owner) != uid:
+                merge(final(owner), uid)
     if links:
         _link(session, {k: final(v) for k, v in links.items()})
-        known.update(links)
 
     user_of: dict[str, int | None] = {}
     for ev in batch:
         if ev.user_id:
             user_of[ev.message_id] = final(by_external[ev.user_id])
-        elif ev.anonymous_id and ev.anonymous_id in known:
-            user_of[ev.message_id] = final(known[ev.anonymous_id])
+        elif ev.anonymous_id and ev.anonymous_id in anon_known:
+            user_of[ev.message_id] = final(anon_known[ev.anonymous_id])
         elif ev.anonymous_id and ev.kind != "group":
             uid = _new_anonymous_user(session, ev.anonymous_id, ev.timestamp)
-            known[ev.anonymous_id] = uid
+            anon_known[ev.anonymous_id] = uid
             user_of[ev.message_id] = uid
         else:
             user_of[ev.message_id] = None
     return user_of, rebuild, [(final(u), at, what) for u, at, what in raised]
+
+
+def _identities(session: Session, ids: set[str], kind: str) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for part in chunks(sorted(ids)):
+        found.update(
+            (a, u)
+            for a, u in session.execute(
+                select(IDENTITIES.c.anonymous_id, IDENTITIES.c.user_id).where(
+                    IDENTITIES.c.anonymous_id.in_(part), IDENTITIES.c.kind == kind
+                )
+            )
+        )
+    return found
 
 
 def _anonymous_users(session: Session, ids: set[int]) -> set[int]:
@@ -243,13 +249,7 @@ def _ensure_users(session: Session, first_seen: dict[str, datetime]) -> dict[str
     found = _user_ids(session, sorted(first_seen))
     missing = sorted(set(first_seen) - set(found))
     if missing:
-        for part in chunks(missing):
-            found.update(
-                (a, u)
-                for a, u in session.execute(
-                    select(IDENTITIES.c.anonymous_id, IDENTITIES.c.user_id).where(IDENTITIES.c.anonymous_id.in_(part))
-                )
-            )
+        found.update(_identities(session, set(missing), "user"))
         missing = [m for m in missing if m not in found]
     if missing:
         _create(session, USERS, {x: first_seen[x] for x in missing}, activity_count=0)
@@ -291,7 +291,7 @@ def _link(session: Session, links: dict[str, int]) -> None:
     for part in chunks(sorted(links)):
         session.execute(
             insert(session, IDENTITIES)
-            .values([{"anonymous_id": a, "user_id": links[a]} for a in part])
+            .values([{"anonymous_id": a, "user_id": links[a], "kind": "anonymous"} for a in part])
             .on_conflict_do_nothing(index_elements=["anonymous_id"])
         )
 
@@ -402,8 +402,19 @@ def _apply_profiles(
                 for k, v in account_columns(account.traits).items():
                     setattr(account, k, v)
             out.accounts.add(account.id)  # type: ignore[arg-type]
-            if user is not None and (user.account_since is None or ev.timestamp >= user.account_since):
-                user.account_since = ev.timestamp
+            if user is None or (ev.kind == "group" and not ev.user_id):
+                continue  # a group call with no real user (a server's anonymous id) adds no member
+            if ev.kind == "group":
+                # The latest group call by event time decides the account.
+                joins = user.account_via != "group" or user.account_since is None or ev.timestamp >= user.account_since
+                via = "group"
+            else:
+                # context.groupId places someone in no account yet; it never moves a member (a
+                # person active in two workspaces would otherwise flip between them).
+                joins = user.account_id is None
+                via = "context"
+            if joins:
+                user.account_since, user.account_via = ev.timestamp, via
                 if user.account_id != account.id:
                     if user.account_id is not None:
                         moved.add(user.account_id)
@@ -455,6 +466,12 @@ _USER_ACTIVITY = (
         last_active_at=later(USERS.c.last_active_at, bindparam("b_last", type_=UTCDateTime())),
     )
 )
+# An older event that arrives late moves "first seen" back.
+_FIRST_SEEN = (
+    update(USERS)
+    .where(USERS.c.id == bindparam("b_id"), USERS.c.first_seen_at > bindparam("b_first", type_=UTCDateTime()))
+    .values(first_seen_at=bindparam("b_first"))
+)
 _ACCOUNT_ACTIVITY = (
     update(ACCOUNTS)
     .where(ACCOUNTS.c.id == bindparam("b_id"))
@@ -496,6 +513,12 @@ def _apply_activity(
             per_account[acc] = max(per_account.get(acc, ev.timestamp), ev.timestamp)
     many(session, _USER_ACTIVITY, [{"b_id": u, "b_n": n, "b_last": last} for u, (n, last) in sorted(per_user.items())])
     many(session, _ACCOUNT_ACTIVITY, [{"b_id": a, "b_last": last} for a, last in sorted(per_account.items())])
+    first: dict[int, datetime] = {}
+    for ev in fresh:
+        uid = user_of.get(ev.message_id)
+        if uid is not None and (uid not in first or ev.timestamp < first[uid]):
+            first[uid] = ev.timestamp
+    many(session, _FIRST_SEEN, [{"b_id": u, "b_first": at} for u, at in sorted(first.items())])
 
 
 def _apply_signals(

@@ -18,7 +18,7 @@ from sqlmodel import col
 from scoring import Score
 from storage._sql import affected, chunks, insert
 from storage.facts import compact_breakdown, subject_table
-from storage.tables import ACCOUNT, LEADS, USERS, Account, Lead, User, pk
+from storage.tables import ACCOUNT, ALERTS, LEADS, USER, USERS, Account, Lead, User, pk
 from storage.types import UTCDateTime
 
 # A lead that crosses again this soon after its last PQL alert is re-qualified without a new one.
@@ -35,14 +35,20 @@ class Transition:
 
 
 def lead_subjects(*, session: Session, user_ids: Iterable[int]) -> tuple[set[int], set[int]]:
-    """Split users into (their accounts, users with no account): what sales works as leads."""
+    """Split users into (their accounts, identified users with no account): what sales works.
+
+    An anonymous visitor with no account is nobody sales can call: not a lead until identified
+    (their history then joins the person, who crosses and is alerted then)."""
     accounts: set[int] = set()
     lone: set[int] = set()
     for part in chunks(sorted(set(user_ids))):
-        for uid, acc in session.execute(select(USERS.c.id, USERS.c.account_id).where(USERS.c.id.in_(part))):
+        rows = session.execute(
+            select(USERS.c.id, USERS.c.account_id, USERS.c.external_id, USERS.c.email).where(USERS.c.id.in_(part))
+        )
+        for uid, acc, external_id, email in rows:
             if acc is not None:
                 accounts.add(acc)
-            else:
+            elif external_id or email:
                 lone.add(uid)
     return accounts, lone
 
@@ -168,6 +174,7 @@ class ClaimResult:
 
 
 def claim(*, session: Session, lead_id: int, user: str, now: datetime) -> ClaimResult | None:
+    lead_id = resolve(session=session, lead_id=lead_id)
     res = session.execute(
         update(LEADS).where(LEADS.c.id == lead_id, LEADS.c.claimed_by.is_(None)).values(claimed_by=user, claimed_at=now)
     )
@@ -200,3 +207,69 @@ def claims(*, session: Session, lead_ids: Iterable[int]) -> dict[int, str]:
             }
         )
     return out
+
+
+RETIRED = "m"  # subject_kind of a lead folded into another (merged_into says which)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min((x for x in (a, b) if x is not None), default=None)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max((x for x in (a, b) if x is not None), default=None)
+
+
+def merge_leads(*, session: Session, source_id: int, target_id: int) -> None:
+    """Fold one lead into another, keeping what sales already knows: the claim, the alert (and
+    its snapshot), the PQL cohort. The source stays as a pointer so Claim buttons already posted
+    for it act on the target."""
+    if source_id == target_id:
+        return
+    src = session.get(Lead, source_id)
+    dst = session.get(Lead, target_id)
+    if src is None or dst is None:
+        return
+    dst.qualified = dst.qualified or src.qualified
+    if dst.qualified:
+        dst.cooled_at = None
+    dst.first_qualified_at = _earliest(dst.first_qualified_at, src.first_qualified_at)
+    dst.qualified_at = _latest(dst.qualified_at, src.qualified_at)
+    if src.pql_alerted_at and (dst.pql_alerted_at is None or src.pql_alerted_at > dst.pql_alerted_at):
+        dst.pql_alerted_at, dst.score_at_alert = src.pql_alerted_at, src.score_at_alert
+        dst.breakdown_at_alert = src.breakdown_at_alert
+    if dst.claimed_by is None and src.claimed_by is not None:
+        dst.claimed_by, dst.claimed_at = src.claimed_by, src.claimed_at
+    dst.hand_raised_at = _latest(dst.hand_raised_at, src.hand_raised_at)
+    dst.hand_raise_alerted_at = _latest(dst.hand_raise_alerted_at, src.hand_raise_alerted_at)
+    dst.converted_at = _earliest(dst.converted_at, src.converted_at)
+    session.flush()
+    session.execute(update(ALERTS).where(ALERTS.c.lead_id == source_id).values(lead_id=target_id))
+    session.execute(update(LEADS).where(LEADS.c.merged_into == source_id).values(merged_into=target_id))
+    src.merged_into, src.qualified = target_id, False
+    src.subject_kind, src.subject_id = RETIRED, source_id  # frees the subject for a lead of its own
+    session.flush()
+
+
+def fold_member_leads(*, session: Session, user_ids: Iterable[int], now: datetime) -> None:
+    """A user who joins an account brings their lead along: sales works the account now."""
+    ids = sorted(set(user_ids))
+    for part in chunks(ids):
+        rows = session.execute(
+            select(LEADS.c.id, USERS.c.account_id)
+            .join(USERS, (LEADS.c.subject_kind == USER) & (LEADS.c.subject_id == USERS.c.id))
+            .where(USERS.c.id.in_(part), USERS.c.account_id.is_not(None))
+        ).all()
+        for lead_id, account_id in rows:
+            target = ensure_leads(session=session, kind=ACCOUNT, ids=[account_id], now=now)[account_id]
+            merge_leads(session=session, source_id=lead_id, target_id=pk(target))
+
+
+def resolve(*, session: Session, lead_id: int) -> int:
+    """The lead a (possibly folded) lead id stands for now."""
+    for _ in range(100):
+        merged = session.scalar(select(LEADS.c.merged_into).where(LEADS.c.id == lead_id))
+        if merged is None:
+            return lead_id
+        lead_id = merged
+    return lead_id

@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from storage.summary import display_name
 from storage.tables import ACCOUNT, ACCOUNTS, LEADS, USER, Account, Identity, User, pk
-from storage.traits import domain_of
+from storage.traits import domain_of, name_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,10 @@ def _best_users(session: Session, account_ids: list[int]) -> dict[int, User]:
             )
             .label("rank"),
         )
-        .where(col(User.account_id).in_(account_ids))
+        .where(
+            col(User.account_id).in_(account_ids),
+            or_(col(User.external_id).is_not(None), col(User.email).is_not(None)),  # someone sales can reach
+        )
         .subquery()
     )
     users = session.scalars(select(User).join(ranked, ranked.c.id == col(User.id)).where(ranked.c.rank == 1))
@@ -130,7 +133,9 @@ def find_user(*, session: Session, query: str) -> User | None:
     found = session.scalars(select(User).where(col(User.external_id) == q)).first()
     if found is None and "@" in q:
         found = session.scalars(
-            select(User).where(col(User.email) == q.casefold()).order_by(col(User.last_active_at).desc())
+            select(User)
+            .where(col(User.email) == q.casefold())
+            .order_by(col(User.last_active_at).desc().nulls_last(), col(User.id))
         ).first()
     if found is None:
         found = session.scalars(
@@ -148,10 +153,7 @@ def find_accounts(*, session: Session, query: str, limit: int = 6) -> list[Accou
     if exact is not None:
         return [exact]
     by_name = session.scalars(
-        select(Account)
-        .where(func.lower(col(Account.name)) == q.casefold())
-        .order_by(col(Account.score).desc())
-        .limit(limit)
+        select(Account).where(col(Account.name_key) == name_key(q)).order_by(col(Account.score).desc()).limit(limit)
     ).all()
     if by_name:
         return list(by_name)
@@ -173,13 +175,13 @@ def find_accounts(*, session: Session, query: str, limit: int = 6) -> list[Accou
         ).all()
         if by_email:
             return list(by_email)
-    pattern = "%" + _like(q.casefold()) + "%"
+    pattern = "%" + _like(name_key(q)) + "%"
     return list(
         session.scalars(
             select(Account)
             .where(
                 or_(
-                    func.lower(col(Account.name)).like(pattern, escape="\\"),
+                    col(Account.name_key).like(pattern, escape="\\"),
                     func.lower(col(Account.external_id)).like(pattern, escape="\\"),
                 )
             )
@@ -224,7 +226,9 @@ def conversion_by_month(*, session: Session, months: int, now: datetime, zone: t
     cohorts: dict[str, list[float | None]] = {k: [] for k in keys}
     rows = session.execute(
         select(LEADS.c.first_qualified_at, LEADS.c.converted_at).where(
-            LEADS.c.first_qualified_at.is_not(None), LEADS.c.first_qualified_at >= start
+            LEADS.c.first_qualified_at.is_not(None),
+            LEADS.c.first_qualified_at >= start,
+            LEADS.c.merged_into.is_(None),  # a lead folded into another counts there
         )
     )
     for first, converted in rows:

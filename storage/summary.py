@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from scoring import Facts, Model, evaluate
+from scoring import Facts, Model, Signal, evaluate
 from scoring.contact import Member, choose_contact
 from storage.facts import load_facts, score_a_week_ago
-from storage.tables import ACCOUNT, USERS, VALUES, Account, User
+from storage.tables import ACCOUNT, FACTS, HITS, USER, USERS, VALUES, Account, User
 
 MAX_MEMBERS_READ = 500
+SHOWN_DRIVERS = 5
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SHOWN_VALUES = 5
 
@@ -121,7 +122,7 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
             "name": account.name or account.external_id,
             "domain": account.domain,
             "plan": _plain(account.traits.get("plan")),
-            "seats": _plain(account.traits.get("seats") or account.traits.get("employees")),
+            "seats": _seats(account.traits.get("seats") or account.traits.get("employees")),
             "customer": account.customer_since is not None,
         }
         users = list(
@@ -156,13 +157,17 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
         total_members = 1
         active_7d = int(bool(user.last_active_at and user.last_active_at > since_7d))
         active_30d = int(bool(user.last_active_at and user.last_active_at > since_30d))
+    # Only people sales can reach are named (an anonymous visitor is counted, never named).
+    users = [u for u in users if u.external_id or u.email]
     by_id = {str(u.id): u for u in users}
     contact = choose_contact([_member(u) for u in users])
     drivers = []
-    for s in signals:
-        if s["fired"] and not s["inactivity"]:
-            names = [display_name(u) for u in users if ((u.breakdown or {}).get("signals", {}).get(s["id"]) or [0])[0]]
-            drivers.append({"signal": s["label"], "members": names[:5], "more": max(0, len(names) - 5)})
+    for sig in signals:
+        if sig["fired"] and not sig["inactivity"]:
+            signal = model.signal(sig["id"])
+            if signal is not None:
+                names, count = _drivers(session, signal, kind, subject_id, now)
+                drivers.append({"signal": sig["label"], "members": names, "more": max(0, count - len(names))})
     raised = max((u for u in users if u.hand_raised_at), key=lambda u: u.hand_raised_at or _EPOCH, default=None)
     week_ago = score_a_week_ago(session=session, account_id=subject_id, now=now) if kind == ACCOUNT else None
     return {
@@ -184,36 +189,63 @@ def summary(*, session: Session, kind: str, subject_id: int, model: Model, now: 
     }
 
 
+def _drivers(session: Session, signal: Signal, kind: str, subject_id: int, now: datetime) -> tuple[list[str], int]:
+    """The (identified) members whose own events feed this signal, most active first, and how many
+    members do in all."""
+    members = USERS.c.account_id == subject_id if kind == ACCOUNT else USERS.c.id == subject_id
+    if signal.window_days is None:
+        feeds = select(FACTS.c.subject_id).where(
+            FACTS.c.subject_kind == USER, FACTS.c.signal_id == signal.id, FACTS.c.count > 0
+        )
+    else:
+        feeds = select(HITS.c.subject_id).where(
+            HITS.c.subject_kind == USER,
+            HITS.c.signal_id == signal.id,
+            HITS.c.occurred_at <= now,
+            HITS.c.occurred_at > now - timedelta(days=signal.window_days),
+        )
+    who = select(USERS.c.id).where(members, USERS.c.id.in_(feeds))
+    count = int(session.scalar(select(func.count()).select_from(who.subquery())) or 0)
+    named = session.scalars(
+        select(User)
+        .where(col(User.id).in_(who), or_(col(User.external_id).is_not(None), col(User.email).is_not(None)))
+        .order_by(col(User.activity_count).desc(), col(User.id))
+        .limit(SHOWN_DRIVERS)
+    )
+    return [display_name(u) for u in named], count
+
+
 def _invites(session: Session, model: Model, kind: str, subject_id: int) -> dict[str, Any] | None:
     """Invitations sent and how many are still outstanding (the invitee is not a member yet)."""
     signal = next((s for s in model.signals if s.distinct_property and "email" in s.distinct_property.casefold()), None)
     if signal is None:
         return None
-    sent = set(
-        session.scalars(
-            select(VALUES.c.value)
-            .where(
-                VALUES.c.subject_kind == kind,
-                VALUES.c.subject_id == subject_id,
-                VALUES.c.signal_id == signal.id,
-            )
-            .limit(1000)
-        )
+    sent = select(VALUES.c.value).where(
+        VALUES.c.subject_kind == kind, VALUES.c.subject_id == subject_id, VALUES.c.signal_id == signal.id
     )
-    if not sent:
+    total = int(session.scalar(select(func.count()).select_from(sent.subquery())) or 0)
+    if not total:
         return None
-    team = USERS.c.account_id == subject_id if kind == ACCOUNT else USERS.c.id == subject_id
+    # In an account an invitee has joined when they are a member; someone on their own invited
+    # people who have joined when those people use the product at all.
+    team = select(USERS.c.email).where(USERS.c.email.is_not(None))
     if kind == ACCOUNT:
-        joined = set(session.scalars(select(USERS.c.email).where(team, USERS.c.email.in_(sorted(sent)))))
-    else:  # a user with no account: an invitee who signed up at all has joined
-        joined = set(session.scalars(select(USERS.c.email).where(USERS.c.email.in_(sorted(sent)))))
-    outstanding = sorted(sent - joined)
-    return {
-        "sent": len(sent),
-        "joined": len(sent) - len(outstanding),
-        "outstanding": outstanding[:5],
-        "outstanding_count": len(outstanding),
-    }
+        team = team.where(USERS.c.account_id == subject_id)
+    pending = sent.where(VALUES.c.value.not_in(team))
+    outstanding = int(session.scalar(select(func.count()).select_from(pending.subquery())) or 0)
+    examples = list(session.scalars(pending.order_by(VALUES.c.value).limit(5)))
+    return {"sent": total, "joined": total - outstanding, "outstanding": examples, "outstanding_count": outstanding}
+
+
+def _seats(value: Any) -> int | None:
+    """A head count worth showing: a whole number from 1 to ten million, else nothing."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seats = int(str(value).strip()) if isinstance(value, (int, str)) else None
+    except ValueError:
+        return None
+    return seats if seats is not None and 1 <= seats <= 10_000_000 else None
 
 
 def _plain(value: Any) -> str | None:

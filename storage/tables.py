@@ -28,6 +28,8 @@ class Account(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     external_id: str = Field(max_length=255, unique=True)
     name: str | None = Field(default=None, max_length=255)
+    # The name as lookups compare it (case-folded in Python: SQLite's lower() is ASCII only).
+    name_key: str | None = Field(default=None, max_length=600, index=True)
     domain: str | None = Field(default=None, max_length=255, index=True)
     traits: dict[str, Any] = _json()
     trait_times: dict[str, Any] = _json()
@@ -50,6 +52,9 @@ class User(SQLModel, table=True):
     trait_times: dict[str, Any] = _json()
     account_id: int | None = Field(default=None, sa_column=Column(ForeignKey("accounts.id"), nullable=True, index=True))
     account_since: datetime | None = _at()
+    # "group": set by a group call (the latest wins); "context": by context.groupId on an event,
+    # which only places someone who is in no account yet.
+    account_via: str | None = Field(default=None, max_length=16)
     score: int = Field(default=0, index=True)
     breakdown: dict[str, Any] = _json()
     activity_count: int = 0
@@ -61,12 +66,14 @@ class User(SQLModel, table=True):
 
 
 class Identity(SQLModel, table=True):
-    """An anonymous id and the user it belongs to."""
+    """Another id a user arrived under: an anonymous id, or (kind "user") a previous user id an
+    alias merged into them. Only the latter stands in for a userId."""
 
     __tablename__ = "identities"
 
     anonymous_id: str = Field(primary_key=True, max_length=255)
     user_id: int = Field(sa_column=Column(ForeignKey("users.id"), nullable=False, index=True))
+    kind: str = Field(default="anonymous", max_length=16)
 
 
 class StoredEvent(SQLModel, table=True):
@@ -148,6 +155,9 @@ class Lead(SQLModel, table=True):
     hand_raise_alerted_at: datetime | None = _at()
     converted_at: datetime | None = _at()
     created_at: datetime = _at(nullable=False)
+    # Set when this lead was folded into another (a user who joined an account, two people who
+    # turned out to be one): Claim buttons already posted for it act on that lead.
+    merged_into: int | None = None
 
 
 class Alert(SQLModel, table=True):

@@ -58,7 +58,10 @@ def user_columns(traits: dict[str, Any]) -> dict[str, Any]:
     if not name:
         parts = [_text(traits.get(k), 120) for k in ("firstName", "first_name", "lastName", "last_name")]
         name = " ".join(p for p in parts if p)[:255] or None
-    role = _text(traits.get("title") or traits.get("role") or traits.get("job_title"), 255)
+    # Apps send the job title as `title` and the in-app role (admin, owner, billing) as `role`:
+    # keep both, so neither hides that someone can buy.
+    roles = [_text(traits.get(k), 120) for k in ("title", "job_title", "role")]
+    role = " · ".join(dict.fromkeys(r for r in roles if r))[:255] or None
     # Case-folding can lengthen text (ß → ss): an address that no longer fits is not an address.
     return {"email": email if email and len(email) <= 320 else None, "name": name, "role": role}
 
@@ -75,9 +78,19 @@ def domain_of(value: Any) -> str | None:
         host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
     except ValueError:  # "[::1", "http://[oops": not a host
         return None
-    host = host.removeprefix("www.")
+    host = host.removeprefix("www.").rstrip(".")  # "acme.com." is acme.com
     return host if "." in host and len(host) <= 255 else None
 
 
+def name_key(name: str) -> str:
+    """How names are compared: case-folded with Unicode rules (SQLite's lower() is ASCII only)."""
+    return printable(name).casefold()[:600]
+
+
 def account_columns(traits: dict[str, Any]) -> dict[str, Any]:
-    return {"name": _text(traits.get("name"), 255), "domain": domain_of(traits.get("domain") or traits.get("website"))}
+    name = _text(traits.get("name"), 255)
+    return {
+        "name": name,
+        "name_key": name_key(name) if name else None,
+        "domain": domain_of(traits.get("domain") or traits.get("website")),
+    }

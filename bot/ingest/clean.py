@@ -12,7 +12,8 @@ MAX_ID = 255
 MAX_NAME = 200
 MAX_PATH = 1000
 MAX_DEPTH = 32  # objects inside a message (properties within the message count as two levels)
-JUNK_IDS = frozenset({"null", "undefined", "none", "0", "[object object]", "{}", "[]"})
+JUNK_IDS = frozenset({"null", "undefined", "none", "nil", "nan", "true", "false", "0", "[object object]", "{}", "[]"})
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ISO = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})(?:[Tt ](?P<hm>\d{2}:\d{2})(?::(?P<s>\d{2})(?:\.(?P<frac>\d+))?)?)?"
@@ -54,6 +55,8 @@ def identifier(value: Any, field: str) -> str | None:
         raise FieldError(f"{field} is {str(value)[:40]!r}, which is not a real id")
     if _CONTROL.search(raw):
         raise FieldError(f"{field} contains control characters")
+    if _INVISIBLE.search(raw):
+        raise FieldError(f"{field} contains invisible characters (zero-width or direction marks)")
     if len(raw) > MAX_ID:
         raise FieldError(f"{field} is longer than {MAX_ID} characters")
     return raw

@@ -109,8 +109,10 @@ def parse_message(
     group_id = clean.identifier(msg.get("groupId"), "groupId") if kind == "group" else None
     if kind == "group" and group_id is None:
         raise FieldError("a group call needs a groupId")
-    if group_id is None:
-        group_id = clean.identifier(context.get("groupId"), "context.groupId")
+    if group_id is None:  # read before NULs are scrubbed from the context, like any other id
+        raw = msg.get("context")
+        raw_context: dict[str, Any] = raw if isinstance(raw, dict) else batch_context
+        group_id = clean.identifier(raw_context.get("groupId"), "context.groupId")
     properties = clean.mapping(msg.get("properties"), "properties")
     traits = clean.mapping(msg.get("traits"), "traits") if kind in ("identify", "group") else {}
     if kind == "identify" and not traits and isinstance(msg.get("context"), dict):
