@@ -8,8 +8,9 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -135,6 +136,99 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline(settings: Settings) -> Any:
+    from bot.pipeline import Pipeline
+    from storage import Database
+
+    _require_existing_database(settings)
+    db = Database(settings.database_url)
+    db.upgrade()
+    pipeline = Pipeline(db)
+    pipeline.ensure_model()
+    return pipeline
+
+
+def cmd_model_export(args: argparse.Namespace) -> int:
+    from scoring.model import dump_model
+
+    pipeline = _pipeline(load_settings())
+    with pipeline.db.read() as s:
+        live = pipeline.live_model(s)
+    text = (
+        f"# pqlbot scoring model v{live.version}, last changed by {live.created_by} ({live.source}) "
+        f"on {live.created_at:%Y-%m-%d %H:%M} UTC\n# Edit it and load it with: pqlbot model import FILE\n"
+        + dump_model(live.model)
+    )
+    if args.file in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.file).write_text(text, encoding="utf-8")
+        print(f"wrote model v{live.version} to {args.file}", file=sys.stderr)
+    return 0
+
+
+def cmd_model_import(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bot.model_admin import import_text
+    from bot.services import Services
+    from scoring.model import ModelError
+
+    settings = load_settings()
+    try:
+        text = Path(args.file).read_text(encoding="utf-8") if args.file != "-" else sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    pipeline = _pipeline(settings)
+    services = Services(settings=settings, db=pipeline.db, pipeline=pipeline)
+    try:
+        changed = import_text(
+            services,
+            text=text,
+            by=f"cli:{getpass.getuser()}"[:64],
+            progress=_progress("recounting stored events for the changed signals"),
+        )
+    except ModelError as exc:
+        print(f"pqlbot: {args.file} is not a valid model; nothing was changed:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if changed is None:
+        print("the model in the file is already live; nothing changed")
+        return 0
+    r = changed.result
+    print(f"model v{changed.version} is live:")
+    for line in changed.lines:
+        print(f"  {line}")
+    print(
+        f"re-scored {r.users} users and {r.accounts} accounts: {len(r.crossed)} newly above the threshold, "
+        f"{len(r.cooled)} fell below"
+    )
+    for item in sorted(r.crossed, key=lambda i: -int(i["score"]))[:5]:
+        print(f"  up:   {item['name']} ({item['kind']}) now {item['score']}")
+    for item in sorted(r.cooled, key=lambda i: int(i["score"]))[:5]:
+        print(f"  down: {item['name']} ({item['kind']}) now {item['score']}")
+    if r.announced:
+        print("the new PQLs are announced in one message in the alert channel")
+    return 0
+
+
+def _progress(what: str) -> Callable[[int, int], None]:
+    tty = sys.stderr.isatty()
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        pct = done * 100 // max(1, total)
+        if tty:
+            sys.stderr.write(f"\r{what}: {pct:3d}% ({done:,}/{total:,})" + ("\n" if done >= total else ""))
+            sys.stderr.flush()
+        elif pct // 10 != last[0] // 10 or done >= total:
+            sys.stderr.write(f"{what}: {pct}% ({done:,}/{total:,})\n")
+        last[0] = pct
+
+    return show
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from storage import Database
 
@@ -190,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     rescore = sub.add_parser("rescore", help="re-score every user and account from stored aggregates")
     rescore.set_defaults(func=cmd_rescore)
+    model = sub.add_parser("model", help="export or import the scoring model (YAML)")
+    model.set_defaults(func=lambda _args: _help(model))
+    model_sub = model.add_subparsers(dest="model_command", metavar="action")
+    export = model_sub.add_parser("export", help="write the live model as YAML (to standard output without FILE)")
+    export.add_argument("file", nargs="?", metavar="FILE")
+    export.set_defaults(func=cmd_model_export)
+    imp = model_sub.add_parser("import", help="validate a model file and make it live (re-scores everything)")
+    imp.add_argument("file", metavar="FILE", help="the YAML file, or - for standard input")
+    imp.set_defaults(func=cmd_model_import)
     db = sub.add_parser("db", help="database maintenance")
     db.set_defaults(func=lambda _args: _help(db))
     db_sub = db.add_subparsers(dest="db_command", metavar="action")

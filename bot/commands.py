@@ -27,6 +27,7 @@ from storage.tables import Account, Alert, User, pk
 
 log = logging.getLogger("pqlbot.commands")
 MAX_TOP = 50
+Handler = Callable[[Services, "Caller", list[str]], "Reply"]
 MAX_STATS_MONTHS = 24
 
 
@@ -50,24 +51,43 @@ def notice(text: str) -> Reply:
     return Reply(render("notice.json.j2", text=text))
 
 
-def answer(services: Services, user_id: str, text: str) -> Reply:
-    """Answer `/pql <text>` typed by `user_id`."""
+@dataclass(frozen=True)
+class Caller:
+    """Who typed the command, and whether they may change the model."""
+
+    id: str
+    admin: bool = False
+
+
+ADMIN_WORDS = frozenset({"weight", "threshold", "handraiser", "signal"})
+
+
+def needs_admin(text: str) -> bool:
+    """Whether `/pql <text>` is an admin command (so the listener checks Slack admin status)."""
+    words = [w.lower() for w in split(text)[:2]]
+    return bool(words) and (words[0] in ADMIN_WORDS or words[:2] == ["model", "rollback"])
+
+
+def answer(services: Services, caller: Caller | str, text: str) -> Reply:
+    """Answer `/pql <text>` typed by `caller`."""
+    if isinstance(caller, str):
+        caller = Caller(caller, services.is_admin(caller))
     words = split(text)
     name = words[0].lower() if words else "help"
     handler = COMMANDS.get(name)
     if handler is None:
         return Reply(render("help.json.j2", unknown=words[0] if words else None))
     try:
-        return handler(services, user_id, words[1:])
+        return handler(services, caller, words[1:])
     except (UserInputError, NotAllowed) as exc:
         return notice(str(exc))
 
 
-def _help(services: Services, user_id: str, args: list[str]) -> Reply:
+def _help(services: Services, caller: Caller, args: list[str]) -> Reply:
     return Reply(render("help.json.j2", unknown=None))
 
 
-def _top(services: Services, user_id: str, args: list[str]) -> Reply:
+def _top(services: Services, caller: Caller, args: list[str]) -> Reply:
     limit = 10
     kinds: tuple[str, ...] = (ACCOUNT, USER)
     for arg in args:
@@ -103,7 +123,7 @@ def _fresh_score(s: Any, services: Services, kind: str, subject_id: int, now: da
     return evaluate(model, facts[subject_id], now)
 
 
-def _score(services: Services, user_id: str, args: list[str]) -> Reply:
+def _score(services: Services, caller: Caller, args: list[str]) -> Reply:
     if not args:
         raise UserInputError("Say whose score: `/pql score ada@example.com` (an email or a user id).")
     query = " ".join(args)
@@ -153,7 +173,7 @@ def _find_account(s: Any, query: str) -> Account:
     return found[0]
 
 
-def _account(services: Services, user_id: str, args: list[str]) -> Reply:
+def _account(services: Services, caller: Caller, args: list[str]) -> Reply:
     if not args:
         raise UserInputError("Say which account: `/pql account acme` (its id, name or email domain).")
     now = services.clock()
@@ -165,7 +185,7 @@ def _account(services: Services, user_id: str, args: list[str]) -> Reply:
         return Reply(render("account.json.j2", a=a, lead=lead, now=now))
 
 
-def _claim(services: Services, user_id: str, args: list[str]) -> Reply:
+def _claim(services: Services, caller: Caller, args: list[str]) -> Reply:
     if not args:
         raise UserInputError("Say which lead: `/pql claim ada@example.com` or `/pql claim <account>`.")
     query = " ".join(args)
@@ -179,7 +199,7 @@ def _claim(services: Services, user_id: str, args: list[str]) -> Reply:
             kind, subject = ACCOUNT, account.id
         lead = leads_store.ensure_leads(session=s, kind=kind, ids=[int(subject)], now=now)[int(subject)]  # type: ignore[arg-type]
         name = _subject_name(s, kind, int(subject))  # type: ignore[arg-type]
-    return claim_lead(services, lead_id=int(lead.id), user_id=user_id, name=name)  # type: ignore[arg-type]
+    return claim_lead(services, lead_id=int(lead.id), user_id=caller.id, name=name)  # type: ignore[arg-type]
 
 
 def _subject_name(s: Any, kind: str, subject_id: int) -> str:
@@ -234,34 +254,64 @@ def render_alert(alert: Alert, *, claimed_by: str | None, now: datetime, session
     return render(template, a=alert.context, claimed_by=claimed_by, now=now)
 
 
-def _model(services: Services, user_id: str, args: list[str]) -> Reply:
+def _model(services: Services, caller: Caller, args: list[str]) -> Reply:
+    sub = args[0].lower() if args else ""
+    if sub == "history":
+        return Reply(model_admin.history(services))
+    if sub == "rollback":
+        if len(args) != 2:
+            raise UserInputError("Usage: `/pql model rollback <version>`; `/pql model history` lists the versions.")
+        return _admin(lambda sv, c, a: Reply(model_admin.rollback(sv, version=a[0], by=c.id)))(
+            services, caller, args[1:]
+        )
+    if sub:
+        raise UserInputError(
+            "`/pql model` shows the live model; `/pql model history` and "
+            "`/pql model rollback <version>` are the other choices."
+        )
     with services.db.read() as s:
         live = services.pipeline.live_model(s)
     return Reply(render("model.json.j2", live=live, model=live.model))
 
 
-def _admin(fn: Callable[[Services, str, list[str]], Reply]) -> Callable[[Services, str, list[str]], Reply]:
-    def guarded(services: Services, user_id: str, args: list[str]) -> Reply:
-        if not services.is_admin(user_id):
-            raise NotAllowed("Only pqlbot admins can change the model (PQLBOT_ADMINS); nothing was changed.")
-        return fn(services, user_id, args)
+def _admin(fn: Handler) -> Handler:
+    def guarded(services: Services, caller: Caller, args: list[str]) -> Reply:
+        if not caller.admin:
+            who = "PQLBOT_ADMINS" + (" or workspace admins" if services.settings.slack_admins_are_admins else "")
+            raise NotAllowed(f"Only pqlbot admins ({who}) can change the model; nothing was changed.")
+        return fn(services, caller, args)
 
     return guarded
 
 
-def _weight(services: Services, user_id: str, args: list[str]) -> Reply:
+def _weight(services: Services, caller: Caller, args: list[str]) -> Reply:
     if len(args) != 2:
         raise UserInputError("Usage: `/pql weight <signal id> <points>`, e.g. `/pql weight integration_activated 30`.")
-    return Reply(model_admin.set_weight(services, signal_id=args[0], points=args[1], by=user_id))
+    return Reply(model_admin.set_weight(services, signal_id=args[0], points=args[1], by=caller.id))
 
 
-def _threshold(services: Services, user_id: str, args: list[str]) -> Reply:
+def _threshold(services: Services, caller: Caller, args: list[str]) -> Reply:
     if len(args) != 1:
         raise UserInputError("Usage: `/pql threshold <points>`, e.g. `/pql threshold 50`.")
-    return Reply(model_admin.set_threshold(services, value=args[0], by=user_id))
+    return Reply(model_admin.set_threshold(services, value=args[0], by=caller.id))
 
 
-def _stats(services: Services, user_id: str, args: list[str]) -> Reply:
+def _handraiser(services: Services, caller: Caller, args: list[str]) -> Reply:
+    action = args[0].lower() if args else ""
+    return Reply(model_admin.hand_raiser(services, action=action, args=args[1:], by=caller.id))
+
+
+def _signal(services: Services, caller: Caller, args: list[str]) -> Reply:
+    action = args[0].lower() if args else ""
+    return Reply(model_admin.signal(services, action=action, args=args[1:], by=caller.id))
+
+
+def _preview(services: Services, caller: Caller, args: list[str]) -> Reply:
+    kind = args[0].lower() if args else ""
+    return Reply(model_admin.preview_change(services, kind=kind, args=args[1:]))
+
+
+def _stats(services: Services, caller: Caller, args: list[str]) -> Reply:
     months = 6
     if args:
         number = whole_number(args[0]) if len(args) == 1 else None
@@ -276,7 +326,7 @@ def _stats(services: Services, user_id: str, args: list[str]) -> Reply:
     return Reply(render("stats.json.j2", rows=rows, total=total, converted=converted, zone=services.settings.timezone))
 
 
-COMMANDS: dict[str, Callable[[Services, str, list[str]], Reply]] = {
+COMMANDS: dict[str, Handler] = {
     "help": _help,
     "top": _top,
     "score": _score,
@@ -284,6 +334,9 @@ COMMANDS: dict[str, Callable[[Services, str, list[str]], Reply]] = {
     "claim": _claim,
     "model": _model,
     "stats": _stats,
+    "preview": _preview,
     "weight": _admin(_weight),
     "threshold": _admin(_threshold),
+    "handraiser": _admin(_handraiser),
+    "signal": _admin(_signal),
 }

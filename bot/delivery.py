@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import render_alert
+from bot.render import Message
 from bot.services import Services
 from storage import outbox
 from storage.tables import Alert, Lead, pk
@@ -129,23 +130,25 @@ class Delivery:
         data: dict[str, Any] = resp.data if isinstance(resp.data, dict) else {}
         ts = str(data.get("ts") or "")
         posted_to = str(data.get("channel") or channel)
-        holder = await anyio.to_thread.run_sync(self._mark_sent, alert, posted_to, ts)
+        now_shown = await anyio.to_thread.run_sync(self._mark_sent, alert, posted_to, ts, message)
         log.info("alert %s (%s) posted to %s", alert.id, alert.kind, posted_to)
-        if holder != claimed_by and ts:
+        if now_shown is not None and ts:
             # Claimed while the post was in flight: show the claim on the message just posted.
-            claimed = render_alert(alert, claimed_by=holder, now=self.services.clock())
             try:
-                await self.client.chat_update(channel=posted_to, ts=ts, text=claimed.text, blocks=claimed.blocks)
+                await self.client.chat_update(channel=posted_to, ts=ts, text=now_shown.text, blocks=now_shown.blocks)
             except SlackApiError as exc:
                 log.warning("could not show the claim on alert %s: %s", alert.id, exc.response.get("error"))
         return 1
 
-    def _mark_sent(self, alert: Alert, channel: str, ts: str) -> str | None:
-        """Store where the alert was posted; who holds its lead now (it may have been claimed)."""
+    def _mark_sent(self, alert: Alert, channel: str, ts: str, posted: Message) -> Message | None:
+        """Store where the alert was posted. If a claim happened since it was rendered (for its lead,
+        or for any lead a bundle lists), the message as it should look now; else None."""
         with self.services.db.write() as s:
-            outbox.mark_sent(session=s, alert_id=pk(alert), channel=channel, ts=ts, now=self.services.clock())
+            now = self.services.clock()
+            outbox.mark_sent(session=s, alert_id=pk(alert), channel=channel, ts=ts, now=now)
             lead = s.get(Lead, alert.lead_id) if alert.lead_id else None
-            return lead.claimed_by if lead else None
+            current = render_alert(alert, claimed_by=lead.claimed_by if lead else None, now=now, session=s)
+            return current if current.blocks != posted.blocks else None
 
     async def _retry(self, alert: Alert, error: str, hint: str | None) -> None:
         now = self.services.clock()

@@ -250,6 +250,54 @@ class Pipeline:
         return result
 
 
+@dataclass
+class Impact:
+    """What a model would change for sales: leads newly over the threshold and leads falling
+    below it, by kind, with the top few named (highest score first / lowest first)."""
+
+    accounts_cross: int = 0
+    users_cross: int = 0
+    accounts_fall: int = 0
+    users_fall: int = 0
+    cross: list[dict[str, Any]] = field(default_factory=list)
+    fall: list[dict[str, Any]] = field(default_factory=list)
+
+    def keep(self, shown: int) -> Impact:
+        self.cross = sorted(self.cross, key=lambda r: -int(r["score"]))[:shown]
+        self.fall = sorted(self.fall, key=lambda r: int(r["score"]))[:shown]
+        return self
+
+
+def preview(db: Database, model: Model, now: datetime, shown: int = 5) -> Impact:
+    """Score every lead with `model` from stored aggregates and compare with where it stands now,
+    changing nothing. (Only for models that count the same events as the live one.)"""
+    impact = Impact()
+    for kind in (USER, ACCOUNT):
+        after = 0
+        while True:
+            with db.read() as s:
+                ids = facts_store.subject_ids(session=s, kind=kind, after=after, limit=RESCORE_PAGE)
+                if not ids:
+                    break
+                after = ids[-1]
+                if kind == USER:
+                    ids = sorted(facts_store.without_account(session=s, ids=ids))
+                scores = _score(s, model, kind, ids, now)
+                leads = leads_store.leads_for(session=s, kind=kind, ids=ids)
+                skip = leads_store.customers(session=s, kind=kind, ids=ids)
+                for i, sc in scores.items():
+                    was = i in leads and leads[i].qualified
+                    if sc.qualified and not was and i not in skip:
+                        impact.cross.append(_lead_line(s, kind, i, sc))
+                        impact.accounts_cross += kind == ACCOUNT
+                        impact.users_cross += kind == USER
+                    elif was and not sc.qualified:
+                        impact.fall.append(_lead_line(s, kind, i, sc))
+                        impact.accounts_fall += kind == ACCOUNT
+                        impact.users_fall += kind == USER
+    return impact.keep(shown)
+
+
 def _score(s: Session, model: Model, kind: str, ids: Iterable[int], now: datetime) -> dict[int, Score]:
     loaded = facts_store.load_facts(session=s, kind=kind, ids=ids, model=model, now=now)
     return {i: evaluate(model, f, now) for i, f in loaded.items()}

@@ -195,8 +195,24 @@ def model_from_dict(data: Any) -> Model:
         problems = _problems(exc)
         # Pydantic checks the whole model only once every field is valid: report repeated
         # signal ids now too, so an admin sees every problem in one go.
-        problems += [p for p in _duplicate_ids(data) if p not in problems]
+        problems += [p for p in _duplicate_ids(data) + _empty_matches(data, problems) if p not in problems]
         raise ModelError(problems) from None
+
+
+def _empty_matches(data: dict[str, Any], problems: list[str]) -> list[str]:
+    """Signals that would match nothing, reported even when other fields of theirs are wrong."""
+    signals = data.get("signals")
+    if not isinstance(signals, (list, tuple)):
+        return []
+    found = []
+    for i, signal in enumerate(signals):
+        if not isinstance(signal, dict) or signal.get("inactive_days") is not None:
+            continue
+        if not any(signal.get(k) for k in ("events", "pages", "paths")):
+            path = f"signals[{i}]"
+            if not any(p.startswith(path + ":") for p in problems):
+                found.append(f"{path}: needs at least one of events, pages or paths (the event list is empty)")
+    return found
 
 
 def _duplicate_ids(data: dict[str, Any]) -> list[str]:

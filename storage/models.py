@@ -76,3 +76,12 @@ def save_model(
     except IntegrityError:
         raise ModelChanged() from None
     return version
+
+
+def history(*, session: Session, limit: int) -> list[ModelVersion]:
+    """The most recent versions, newest first."""
+    return list(session.scalars(select(ModelVersion).order_by(col(ModelVersion.id).desc()).limit(limit)))
+
+
+def version(*, session: Session, version: int) -> ModelVersion | None:
+    return session.get(ModelVersion, version)

@@ -57,7 +57,7 @@ def test_claim_by_command_updates_the_bundled_announcement(server: LiveServer) -
         identify("u-b", "b@x.example", "Ben"),
         integration("u-b"),
     )
-    assert "Changed the threshold" in server.command("threshold 20", user=ADMIN)
+    assert "threshold 45 → 20" in server.command("threshold 20", user=ADMIN)
     bundle = next(a for a in server.wait_alerts(1) if "after a model change" in a["text"])
     assert len(buttons(bundle)) == 2
     assert "You claimed" in server.command("claim b@x.example")

@@ -30,6 +30,7 @@ from bot.demo.terminal import Style, draw
 from scoring.model import default_model
 
 CHANNEL = "C0DEMOALERTS"
+ADMIN = "UDEMOADMIN"
 BATCH = 100
 
 
@@ -147,7 +148,7 @@ def run_demo(verbose: bool = False, out: Any = None) -> int:
             "SLACK_API_URL": standin.api_url,
             "PQLBOT_WRITE_KEYS": key,
             "PQLBOT_ALERT_CHANNEL": CHANNEL,
-            "PQLBOT_ADMINS": "UDEMOADMIN",
+            "PQLBOT_ADMINS": ADMIN,
         }
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
         runtime = Runtime(settings, clock=clock, run_scheduler=False)
@@ -186,6 +187,15 @@ def run_demo(verbose: bool = False, out: Any = None) -> int:
             out.write("\n" + style.bold("/pql top") + "\n")
             answer = _ask(url, secret, standin, "top")
             out.write(draw(answer, style) + "\n")
+            # An admin tunes the model: a preview first (nothing changes), then the change, which
+            # re-scores everyone and announces the leads it pushes over in one message.
+            for text, user in (("preview threshold 35", "UDEMOREP"), ("threshold 35", ADMIN)):
+                out.write("\n" + style.bold(f"/pql {text}") + (" (by an admin)" if user == ADMIN else "") + "\n")
+                out.write(draw(_ask(url, secret, standin, text, user=user), style) + "\n")
+            clock.set(utcnow())
+            _drain(runtime)
+            for msg in standin.posted("chat.postMessage")[len(alerts) :]:
+                out.write(draw(msg, style) + "\n")
             pql = sum(1 for a in alerts if str(a.get("text", "")).startswith("PQL"))
             hands = sum(1 for a in alerts if str(a.get("text", "")).startswith("Hand-raiser"))
             out.write(
@@ -214,20 +224,21 @@ def _drain(runtime: Any, timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def _ask(url: str, secret: str, standin: SlackStandIn, text: str) -> dict[str, Any]:
+def _ask(url: str, secret: str, standin: SlackStandIn, text: str, user: str = "UDEMOREP") -> dict[str, Any]:
     """Run `/pql <text>` exactly as Slack sends it (signed), and return the reply."""
+    name = f"ask{len(standin.responses)}"
     from slack_sdk.signature import SignatureVerifier
 
     form = urllib.parse.urlencode(
         {
             "command": "/pql",
             "text": text,
-            "user_id": "UDEMOREP",
+            "user_id": user,
             "user_name": "demo",
             "team_id": "T0DEMO",
             "channel_id": "C0DEMOWORK",
             "api_app_id": "A0DEMO",
-            "response_url": standin.response_url("top"),
+            "response_url": standin.response_url(name),
             "trigger_id": "1.2.3",
         }
     )
@@ -245,4 +256,4 @@ def _ask(url: str, secret: str, standin: SlackStandIn, text: str) -> dict[str, A
     )
     with urllib.request.urlopen(req, timeout=30):
         pass
-    return standin.wait_response("top")
+    return standin.wait_response(name)

@@ -43,6 +43,8 @@ class SlackStandIn:
                     body = json.loads(raw or "{}")
                 else:
                     body = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
+                # Some Web API methods (users.info) are called with GET and a query string.
+                body.update({k: v[0] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).items()})
                 path = self.path.split("?")[0]
                 if path.startswith("/response/"):
                     with standin.lock:
@@ -63,6 +65,8 @@ class SlackStandIn:
                             failure.get("headers"),
                         )
                 return self._send(200, json.dumps(standin.answer(method, body)), "application/json")
+
+            do_GET = do_POST
 
             def _send(self, status: int, text: str, ctype: str, headers: dict[str, str] | None = None) -> None:
                 data = text.encode()

@@ -15,6 +15,7 @@ EMOJI = {
     "bar_chart": "📊",
     "arrow_up": "⬆",
     "arrow_down": "⬇",
+    "mag": "🔍",
     "white_circle": "⚪",
 }
 _ENTITY = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 import anyio
@@ -33,6 +34,29 @@ async def _apply_updates(client: AsyncWebClient, updates: list[Update]) -> None:
             log.warning("could not update alert %s in %s: %s", u.ts, u.channel, exc.response.get("error"))
 
 
+_ADMIN_CACHE: dict[str, tuple[float, bool]] = {}
+ADMIN_CACHE_SECONDS = 300
+
+
+async def workspace_admin(client: AsyncWebClient, user: str) -> bool:
+    """Whether Slack says this person is a workspace admin or owner (users.info, cached briefly)."""
+    cached = _ADMIN_CACHE.get(user)
+    if cached and time.monotonic() - cached[0] < ADMIN_CACHE_SECONDS:
+        return cached[1]
+    try:
+        info = await client.users_info(user=user)
+    except SlackApiError as exc:
+        log.warning("users.info failed (%s): treating the caller as not an admin", exc.response.get("error"))
+        return False
+    except Exception as exc:
+        log.warning("users.info failed (%s): treating the caller as not an admin", type(exc).__name__)
+        return False
+    profile = info.get("user") or {}
+    admin = bool(profile.get("is_admin") or profile.get("is_owner") or profile.get("is_primary_owner"))
+    _ADMIN_CACHE[user] = (time.monotonic(), admin)
+    return admin
+
+
 def register(app: AsyncApp, services: Services) -> None:
     @app.command("/pql")
     async def pql(ack: Any, command: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
@@ -42,8 +66,11 @@ def register(app: AsyncApp, services: Services) -> None:
         if not SLACK_USER.match(user):
             await respond(text="pqlbot could not tell who sent this command.", response_type="ephemeral")
             return
+        admin = services.is_admin(user)
+        if not admin and services.settings.slack_admins_are_admins and commands.needs_admin(text):
+            admin = await workspace_admin(client, user)
         try:
-            reply = await anyio.to_thread.run_sync(commands.answer, services, user, text)
+            reply = await anyio.to_thread.run_sync(commands.answer, services, commands.Caller(user, admin), text)
         except Exception:
             log.exception("/pql %s failed", text.split(" ", 1)[0][:20])
             reply = _oops()
