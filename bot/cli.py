@@ -81,7 +81,6 @@ def _not_yet(settings: Settings) -> None:
     pending = {
         "slack_app_token": "SLACK_APP_TOKEN is set, but no Socket Mode yet; Slack must reach /slack/events",
         "segment_webhook_secret": "PQLBOT_SEGMENT_WEBHOOK_SECRET is set, but there is no Segment Webhooks route yet",
-        "slack_admins_are_admins": "PQLBOT_SLACK_ADMINS_ARE_ADMINS is set, but only PQLBOT_ADMINS are admins so far",
         "claim_reminder_hours": "PQLBOT_CLAIM_REMINDER_HOURS is set, but unclaimed-lead reminders are not sent yet",
     }
     for field, message in pending.items():
