@@ -250,7 +250,10 @@ def render_alert(alert: Alert, *, claimed_by: str | None, now: datetime, session
         ids = [int(item["lead_id"]) for item in alert.context.get("leads", []) if "lead_id" in item]
         claims = leads_store.claims(session=session, lead_ids=ids) if session is not None and ids else {}
         return render("bundle.json.j2", a=alert.context, claims=claims, now=now)
-    template = "hand_raiser_alert.json.j2" if alert.kind == "hand_raiser" else "pql_alert.json.j2"
+    if alert.kind in ("digest", "report"):
+        return render(f"{alert.kind}.json.j2", a=alert.context, now=now)
+    templates = {"hand_raiser": "hand_raiser_alert.json.j2", "reminder": "reminder.json.j2"}
+    template = templates.get(alert.kind, "pql_alert.json.j2")
     return render(template, a=alert.context, claimed_by=claimed_by, now=now)
 
 

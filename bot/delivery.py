@@ -116,9 +116,19 @@ class Delivery:
     async def _deliver(self, alert: Alert, claimed_by: str | None, channel: str) -> int:
         now = self.services.clock()
         message = render_alert(alert, claimed_by=claimed_by, now=now)
+        thread: dict[str, Any] = {}
+        if alert.kind == "reminder":
+            # In the thread of the alert it is about, wherever that was posted.
+            channel = str(alert.context.get("channel") or channel)
+            thread = {"thread_ts": str(alert.context.get("thread_ts"))}
         try:
             resp = await self.client.chat_postMessage(
-                channel=channel, text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
+                channel=channel,
+                text=message.text,
+                blocks=message.blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+                **thread,
             )
         except SlackApiError as exc:
             code = str(exc.response.get("error", "error")) if exc.response is not None else "error"

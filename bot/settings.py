@@ -32,6 +32,7 @@ HINTS: dict[str, str] = {
     "PQLBOT_MODEL": "set it to the path of a scoring-model YAML file, or leave it unset for the default model",
     "PQLBOT_TIMEZONE": "set it to an IANA time zone such as UTC, Europe/Berlin or America/New_York",
     "PQLBOT_CLAIM_REMINDER_HOURS": "set it to a whole number of hours from 1 to 720, e.g. 24",
+    "PQLBOT_REEVALUATE_MINUTES": "set it to a whole number of minutes from 5 to 1440, e.g. 60",
     "PQLBOT_SLACK_ADMINS_ARE_ADMINS": "set it to true or false",
     "PQLBOT_SEGMENT_WEBHOOK_SECRET": "set it to the shared secret of your Segment Webhooks destination",
 }
@@ -63,6 +64,7 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(None, alias="PQLBOT_MODEL")
     timezone: str = Field("UTC", alias="PQLBOT_TIMEZONE")
     claim_reminder_hours: int = Field(24, ge=1, le=720, alias="PQLBOT_CLAIM_REMINDER_HOURS")
+    reevaluate_minutes: int = Field(60, ge=5, le=1440, alias="PQLBOT_REEVALUATE_MINUTES")
     slack_admins_are_admins: bool = Field(False, alias="PQLBOT_SLACK_ADMINS_ARE_ADMINS")
     segment_webhook_secret: SecretStr | None = Field(None, alias="PQLBOT_SEGMENT_WEBHOOK_SECRET")
 

@@ -119,7 +119,12 @@ def update_leads(
                     LEADS.c.id == lead.id,
                     or_(LEADS.c.pql_alerted_at.is_(None), LEADS.c.pql_alerted_at <= now - REALERT_AFTER),
                 )
-                .values(pql_alerted_at=now, score_at_alert=score.total, breakdown_at_alert=compact_breakdown(score))
+                .values(
+                    pql_alerted_at=now,
+                    first_alerted_at=func.coalesce(LEADS.c.first_alerted_at, literal(now, UTCDateTime())),
+                    score_at_alert=score.total,
+                    breakdown_at_alert=compact_breakdown(score),
+                )
             )
             crossed.append(Transition(pk(lead), kind, i, score, announce=affected(announced) == 1))
     for i in sorted(falling):
@@ -150,7 +155,10 @@ def take_hand_raise(
             LEADS.c.id == lead.id,
             or_(LEADS.c.hand_raise_alerted_at.is_(None), LEADS.c.hand_raise_alerted_at <= now - cooldown),
         )
-        .values(hand_raise_alerted_at=now)
+        .values(
+            hand_raise_alerted_at=now,
+            first_alerted_at=func.coalesce(LEADS.c.first_alerted_at, literal(now, UTCDateTime())),
+        )
     )
     return pk(lead) if affected(res) == 1 else None
 
@@ -234,6 +242,7 @@ def merge_leads(*, session: Session, source_id: int, target_id: int) -> None:
     if dst.qualified:
         dst.cooled_at = None
     dst.first_qualified_at = _earliest(dst.first_qualified_at, src.first_qualified_at)
+    dst.first_alerted_at = _earliest(dst.first_alerted_at, src.first_alerted_at)
     dst.qualified_at = _latest(dst.qualified_at, src.qualified_at)
     if src.pql_alerted_at and (dst.pql_alerted_at is None or src.pql_alerted_at > dst.pql_alerted_at):
         dst.pql_alerted_at, dst.score_at_alert = src.pql_alerted_at, src.score_at_alert

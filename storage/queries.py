@@ -212,7 +212,8 @@ class MonthRow:
 
 
 def conversion_by_month(*, session: Session, months: int, now: datetime, zone: tzinfo) -> list[MonthRow]:
-    """PQL-to-customer conversion by monthly cohort (the month a lead first became a PQL)."""
+    """PQL-to-customer conversion by monthly cohort: the month sales was first alerted to a lead
+    (a threshold crossing or a raised hand), in `zone`; days to convert count from that alert."""
     local_now = now.astimezone(zone)
     year, month = local_now.year, local_now.month - (months - 1)
     while month < 1:
@@ -224,10 +225,11 @@ def conversion_by_month(*, session: Session, months: int, now: datetime, zone: t
         keys.append(f"{y:04d}-{m:02d}")
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     cohorts: dict[str, list[float | None]] = {k: [] for k in keys}
+    cohort = func.coalesce(LEADS.c.first_alerted_at, LEADS.c.first_qualified_at)
     rows = session.execute(
-        select(LEADS.c.first_qualified_at, LEADS.c.converted_at).where(
-            LEADS.c.first_qualified_at.is_not(None),
-            LEADS.c.first_qualified_at >= start,
+        select(cohort, LEADS.c.converted_at).where(
+            cohort.is_not(None),
+            cohort >= start,
             LEADS.c.merged_into.is_(None),  # a lead folded into another counts there
         )
     )

@@ -153,6 +153,9 @@ class Lead(SQLModel, table=True):
     claimed_at: datetime | None = _at()
     hand_raised_at: datetime | None = _at()
     hand_raise_alerted_at: datetime | None = _at()
+    # The first alert of either kind: the monthly cohort a PQL counts in, and where the time to
+    # convert is measured from.
+    first_alerted_at: datetime | None = _at()
     converted_at: datetime | None = _at()
     created_at: datetime = _at(nullable=False)
     # Set when this lead was folded into another (a user who joined an account, two people who
@@ -179,6 +182,8 @@ class Alert(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = _at(nullable=False)
     sent_at: datetime | None = _at()
+    # When the unclaimed-lead reminder was queued in this alert's thread (at most once).
+    reminded_at: datetime | None = _at()
 
 
 class ScoreHistory(SQLModel, table=True):
@@ -204,6 +209,23 @@ class ModelVersion(SQLModel, table=True):
     body: dict[str, Any] = _json()
 
 
+class JobState(SQLModel, table=True):
+    """A scheduled job's progress, shared by every pqlbot process on the database.
+
+    `last_due` is the latest due time that has run; a process runs a due time only after taking
+    the lease (a compare-and-set), so two processes never both run it."""
+
+    __tablename__ = "job_state"
+
+    name: str = Field(primary_key=True, max_length=64)
+    last_due: datetime | None = _at()
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = _at()
+    last_started_at: datetime | None = _at()
+    last_finished_at: datetime | None = _at()
+    last_error: str | None = Field(default=None, max_length=500)
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -220,6 +242,7 @@ LEADS = _table(Lead)
 ALERTS = _table(Alert)
 MODEL_VERSIONS = _table(ModelVersion)
 SCORE_HISTORY = _table(ScoreHistory)
+JOB_STATE = _table(JobState)
 
 
 def pk(row: Account | User | Lead | Alert | ModelVersion) -> int:
