@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import ConfigError, PqlbotError
+from bot.errors import ConfigError, PqlbotError, UserInputError
 from bot.settings import HINTS, Settings, load_settings
 from storage.db import DatabaseURLError
 
@@ -81,7 +81,6 @@ def _not_yet(settings: Settings) -> None:
     pending = {
         "slack_app_token": "SLACK_APP_TOKEN is set, but no Socket Mode yet; Slack must reach /slack/events",
         "segment_webhook_secret": "PQLBOT_SEGMENT_WEBHOOK_SECRET is set, but there is no Segment Webhooks route yet",
-        "claim_reminder_hours": "PQLBOT_CLAIM_REMINDER_HOURS is set, but unclaimed-lead reminders are not sent yet",
     }
     for field, message in pending.items():
         if field in settings.model_fields_set and getattr(settings, field):
@@ -114,7 +113,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
-    return run_demo(verbose=args.verbose)
+    if args.database and Path(args.database).exists():
+        raise UserInputError(f"{args.database} exists already; give the demo a new file to keep its database in")
+    return run_demo(verbose=args.verbose, database=args.database)
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
@@ -195,6 +196,170 @@ def cmd_model_import(args: argparse.Namespace) -> int:
     if changed is None:
         print("the model in the file is already live; nothing changed")
         return 0
+    _print_change(changed)
+    return 0
+
+
+def cmd_conversions_import(args: argparse.Namespace) -> int:
+    from bot import conversions
+
+    settings = load_settings()
+    try:
+        data = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc.strerror or type(exc).__name__}") from None
+    pipeline = _pipeline(settings)
+    try:
+        rows = conversions.parse_csv(data, zone=settings.zone, now=pipeline.clock())
+    except PqlbotError as exc:
+        print(f"pqlbot: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    progress = _progress("recording conversions", at_least=5000)
+    out = conversions.record(pipeline.db, rows, dry_run=args.dry_run, progress=progress)
+    verb = "would record" if args.dry_run else "recorded"
+    now_customers = f"{_n(len(out.accounts), 'account')} and {_n(len(out.users), 'user')}"
+    print(f"read {_n(out.rows, 'conversion')} from {args.file}: {verb} {now_customers} as customers")
+    median = conversions.median(out.pql_days)
+    if out.pql_days and median is not None:
+        were = "was a PQL" if len(out.pql_days) == 1 else "were PQLs"
+        print(f"  {len(out.pql_days):,} of them {were}: median {median:.1f} days from the first alert to conversion")
+    if out.already:
+        was = "was" if out.already == 1 else "were"
+        print(f"  {out.already:,} {was} already recorded (as early or earlier): unchanged")
+    if out.missing:
+        shown = ", ".join(f"{r.ident[:60]} (line {r.line})" for r in out.missing[:5])
+        more = f" and {len(out.missing) - 5:,} more" if len(out.missing) > 5 else ""
+        print(f"  {len(out.missing):,} not found in pqlbot, skipped: {shown}{more}")
+    if args.dry_run:
+        print("dry run: nothing was changed")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from storage import queries
+
+    settings = load_settings()
+    pipeline = _pipeline(settings)
+    with pipeline.db.read() as s:
+        rows = queries.conversion_by_month(session=s, months=args.months, now=pipeline.clock(), zone=settings.zone)
+    print(f"PQL-to-customer conversion by monthly cohort (the month sales was first alerted; {settings.timezone})")
+    print(f"{'month':<8}  {'PQLs':>6}  {'converted':>9}  {'rate':>5}  {'median days to convert':>22}")
+    for r in rows:
+        median = f"{r.median_days:.1f}" if r.median_days is not None else "-"
+        rate = f"{r.rate:.0%}" if r.pqls else "-"
+        print(f"{r.month:<8}  {r.pqls:>6}  {r.converted:>9}  {rate:>5}  {median:>22}")
+    total, converted = sum(r.pqls for r in rows), sum(r.converted for r in rows)
+    rate = f"{converted / total:.0%}" if total else "-"
+    print(f"{'all':<8}  {total:>6}  {converted:>9}  {rate:>5}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bot import calibrate
+    from bot.model_admin import change_model
+    from bot.services import Services
+    from scoring import edit
+
+    settings = load_settings()
+    min_precision = calibrate.parse_precision(args.min_precision) if args.min_precision is not None else None
+    pipeline = _pipeline(settings)
+    now = pipeline.clock()
+    since = None
+    if args.since is not None:
+        from bot.conversions import parse_when
+
+        try:
+            since = parse_when(args.since, settings.zone, now)
+        except ValueError as exc:
+            raise UserInputError(f"--since: {str(exc).replace('converted_at ', '')}") from None
+    with pipeline.db.read() as s:
+        live = pipeline.live_model(s)
+    result = calibrate.replay(
+        pipeline.db,
+        live.model,
+        level=args.level,
+        since=since,
+        now=now,
+        min_precision=min_precision,
+        progress=_progress("replaying stored events"),
+    )
+    if not result.events:
+        print("no stored events to replay" + (f" since {args.since}" if since else "") + "; nothing to calibrate")
+        return 1 if args.apply else 0
+    span = f"{result.first:%Y-%m-%d} to {result.last:%Y-%m-%d}" if result.first and result.last else ""
+    print(
+        f"replayed {result.events:,} events of {result.population:,} {result.level} ({span}, "
+        f"{result.weeks:.1f} weeks) with model v{live.version}"
+    )
+    if result.customers:
+        base = result.customers / result.population
+        print(f"{result.customers:,} of them became customers: a base conversion rate of {base:.1%}")
+    print()
+    for line in calibrate.table(result):
+        print(line)
+    print()
+    best = result.suggestion
+    if not result.customers:
+        print(
+            "no conversions recorded for these "
+            f"{result.level} yet, so precision and recall cannot be measured: send `Subscription Started` events "
+            "or run `pqlbot conversions import FILE.csv`"
+        )
+        return 1 if args.apply else 0
+    if best is None:
+        top = max(result.rows, key=lambda r: r.precision)
+        print(
+            f"no threshold reaches a precision of {min_precision:.0%}; "
+            f"the best is {top.precision:.0%} at {top.threshold}"
+        )
+        return 1 if args.apply else 0
+    why = (
+        f"the lowest with a precision of at least {min_precision:.0%}"
+        if min_precision is not None
+        else "the best balance of precision and recall (F1)"
+    )
+    print(
+        f"suggested threshold: {best.threshold}, {why}: {best.pqls} PQLs, precision {best.precision:.0%}, "
+        f"recall {best.recall:.0%}, {best.per_week:.1f} alerts a week"
+    )
+    if best.threshold == live.model.threshold:
+        print("that is the live threshold already; nothing to change")
+        return 0
+    if not args.apply:
+        print(f"run `pqlbot calibrate --apply` with the same options to make {best.threshold} the threshold")
+        return 0
+    services = Services(settings=settings, db=pipeline.db, pipeline=pipeline)
+    threshold = best.threshold
+    changed = change_model(
+        services,
+        edit_fn=lambda m: edit.with_threshold(m, threshold),
+        by=f"cli:{getpass.getuser()}"[:64],
+        source="calibrate",
+        progress=_progress("recounting stored events"),
+    )
+    if changed is not None:
+        _print_change(changed)
+    return 0
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _months(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of months") from None
+    if not 1 <= value <= 120:
+        raise argparse.ArgumentTypeError(f"{value} is not a number of months from 1 to 120")
+    return value
+
+
+def _print_change(changed: Any) -> None:
+    """What a model change did, for the terminal."""
     r = changed.result
     print(f"model v{changed.version} is live:")
     for line in changed.lines:
@@ -209,14 +374,16 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         print(f"  down: {item['name']} ({item['kind']}) now {item['score']}")
     if r.announced:
         print("the new PQLs are announced in one message in the alert channel")
-    return 0
 
 
-def _progress(what: str) -> Callable[[int, int], None]:
+def _progress(what: str, at_least: int = 20_000) -> Callable[[int, int], None]:
+    """Progress on standard error for long work (`at_least` items); short work stays quiet."""
     tty = sys.stderr.isatty()
     last = [-1]
 
     def show(done: int, total: int) -> None:
+        if total < at_least:
+            return
         pct = done * 100 // max(1, total)
         if tty:
             sys.stderr.write(f"\r{what}: {pct:3d}% ({done:,}/{total:,})" + ("\n" if done >= total else ""))
@@ -280,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=3000, help="port to listen on (default 3000; 0 picks a free one)")
     serve.set_defaults(func=cmd_serve)
     demo = sub.add_parser("demo", help="replay a sample event stream and show the alerts sales would see")
+    demo.add_argument("--database", metavar="FILE", help="keep the demo's SQLite database in FILE (a new file)")
     demo.set_defaults(func=cmd_demo)
     rescore = sub.add_parser("rescore", help="re-score every user and account from stored aggregates")
     rescore.set_defaults(func=cmd_rescore)
@@ -292,6 +460,30 @@ def build_parser() -> argparse.ArgumentParser:
     imp = model_sub.add_parser("import", help="validate a model file and make it live (re-scores everything)")
     imp.add_argument("file", metavar="FILE", help="the YAML file, or - for standard input")
     imp.set_defaults(func=cmd_model_import)
+    conv = sub.add_parser("conversions", help="record customers from billing or a CRM")
+    conv.set_defaults(func=lambda _args: _help(conv))
+    conv_sub = conv.add_subparsers(dest="conversions_command", metavar="action")
+    conv_imp = conv_sub.add_parser(
+        "import", help="record conversions from a CSV: user_id, email or account_id, and converted_at"
+    )
+    conv_imp.add_argument("file", metavar="FILE.csv", help="the CSV file, or - for standard input")
+    conv_imp.add_argument("--dry-run", action="store_true", help="check and count, change nothing")
+    conv_imp.set_defaults(func=cmd_conversions_import)
+    report = sub.add_parser("report", help="print PQL-to-customer conversion by monthly cohort")
+    report.add_argument("--months", type=_months, default=6, help="how many months, the current one last (default 6)")
+    report.set_defaults(func=cmd_report)
+    cal = sub.add_parser("calibrate", help="replay history to choose the threshold from who became a customer")
+    cal.add_argument("--since", metavar="DATE", help="replay events from this date (default: all stored history)")
+    cal.add_argument(
+        "--level", choices=("accounts", "users"), default="accounts", help="what a PQL is (default accounts)"
+    )
+    cal.add_argument(
+        "--min-precision",
+        metavar="P",
+        help="suggest the lowest threshold whose PQLs convert at least this often (0.3 or 30%%)",
+    )
+    cal.add_argument("--apply", action="store_true", help="make the suggested threshold live (an audited model change)")
+    cal.set_defaults(func=cmd_calibrate)
     db = sub.add_parser("db", help="database maintenance")
     db.set_defaults(func=lambda _args: _help(db))
     db_sub = db.add_subparsers(dest="db_command", metavar="action")

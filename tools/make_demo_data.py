@@ -229,6 +229,7 @@ def person(rng: random.Random, used: set[str]) -> tuple[str, str]:
 
 def main() -> None:
     rng = random.Random(20261203)
+    buys = random.Random(20261204)  # who becomes a customer (a stream of its own: the rest stays put)
     s = Stream(rng)
     used: set[str] = set()
     plans = ["free", "free", "free", "trial"]
@@ -335,7 +336,16 @@ def main() -> None:
                 account,
             )
             s.page(buyer, "Pricing", "/pricing", rng.uniform(0.3, 0.7) * DAY)
-            s.page(buyer, "Billing", "/billing/plans", rng.uniform(0.05, 0.3) * DAY)
+            billing = rng.uniform(0.05, 0.3) * DAY
+            s.page(buyer, "Billing", "/billing/plans", billing)
+            if buys.random() < 0.35:  # some buy right away, before sales even calls
+                s.track(buyer, "Subscription Started", {"plan": "team"}, billing - 0.02 * DAY, account)
+        # Conversions, most often where the team adopted the product: teams that crossed the
+        # threshold days ago buy in the last hours of the stream.
+        chance = {"champions": 0.6, "almost": 0.2, "explorers": 0.1, "dormant": 0.0, "quiet_buyer": 0.0}[kind]
+        if buys.random() < chance:
+            payer = members[1][0] if len(members) > 1 else lead_user
+            s.track(payer, "Subscription Started", {"plan": "team"}, buys.uniform(0.05, 0.45) * DAY, account)
     # Visitors who try the product before signing up, then sign up (identify links the ids):
     # their anonymous history joins them; two read pricing first, which raises their hand.
     for n in range(6):
@@ -401,6 +411,8 @@ def main() -> None:
                     rng.uniform(1, 5) * DAY,
                 )
             s.track(user, "Integration Activated", {"integration": rng.choice(INTEGRATIONS)}, rng.uniform(1, 5) * DAY)
+            if buys.random() < 0.5:
+                s.track(user, "Subscription Started", {"plan": "pro"}, buys.uniform(0.05, 0.5) * DAY)
         elif 0.85 < style <= 0.9:
             s.track(user, "Upgrade Page Viewed", {"plan": "pro"}, rng.uniform(0.02, 0.5) * DAY)
     s.messages.sort(key=lambda m: -m["_ago"])

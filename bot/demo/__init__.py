@@ -118,7 +118,7 @@ class _Progress:
         self.last = pct
 
 
-def run_demo(verbose: bool = False, out: Any = None) -> int:
+def run_demo(verbose: bool = False, out: Any = None, database: str | None = None) -> int:
     import uvicorn
 
     from bot.app import Runtime
@@ -141,8 +141,9 @@ def run_demo(verbose: bool = False, out: Any = None) -> int:
     key, secret = "wk_demo_" + secrets.token_hex(8), secrets.token_hex(16)
     standin = SlackStandIn()
     with tempfile.TemporaryDirectory(prefix="pqlbot-demo-") as tmp:
+        db_path = Path(database).resolve() if database else Path(tmp) / "demo.db"
         values: dict[str, Any] = {
-            "DATABASE_URL": f"sqlite:///{Path(tmp) / 'demo.db'}",
+            "DATABASE_URL": f"sqlite:///{db_path}",
             "SLACK_BOT_TOKEN": "xoxb-demo",
             "SLACK_SIGNING_SECRET": secret,
             "SLACK_API_URL": standin.api_url,
@@ -196,18 +197,46 @@ def run_demo(verbose: bool = False, out: Any = None) -> int:
             _drain(runtime)
             for msg in standin.posted("chat.postMessage")[len(alerts) :]:
                 out.write(draw(msg, style) + "\n")
+            _calibration(runtime, out, style)
             pql = sum(1 for a in alerts if str(a.get("text", "")).startswith("PQL"))
             hands = sum(1 for a in alerts if str(a.get("text", "")).startswith("Hand-raiser"))
             out.write(
                 f"\nReplayed {len(stream):,} events through POST /v1/batch in {ingest_seconds:.1f} s: "
                 f"{pql} PQL alerts and {hands} hand-raiser alerts. Total {time.monotonic() - started:.1f} s.\n"
             )
+            if database:
+                out.write(
+                    f"The demo's database is kept in {db_path}: try `DATABASE_URL=sqlite:///{db_path} pqlbot report`.\n"
+                )
             out.write("Next: create the Slack app from manifest.yml and run `pqlbot serve` (see README.md).\n")
         finally:
             server.should_exit = True
             thread.join(10)
             standin.close()
     return 0
+
+
+def _calibration(runtime: Any, out: Any, style: Style) -> None:
+    """What `pqlbot calibrate` says of this history: which threshold would have found the
+    accounts that went on to buy."""
+    from bot import calibrate
+
+    with runtime.db.read() as s:
+        model = runtime.pipeline.live_model(s).model
+    result = calibrate.replay(runtime.db, model, level="accounts", since=None, now=runtime.pipeline.clock())
+    out.write("\n" + style.bold("pqlbot calibrate") + " (replays the history with the live model)\n")
+    out.write(
+        f"  {result.customers} of {result.population} accounts became customers "
+        f"(base rate {result.customers / max(1, result.population):.0%})\n"
+    )
+    for line in calibrate.table(result):
+        out.write("  " + line + "\n")
+    best = result.suggestion
+    if best is not None:
+        out.write(
+            f"  suggested threshold: {best.threshold} (best F1: precision {best.precision:.0%}, "
+            f"recall {best.recall:.0%}); `pqlbot calibrate --apply` would make it live\n"
+        )
 
 
 def _drain(runtime: Any, timeout: float = 30.0) -> None:

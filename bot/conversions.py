@@ -1,0 +1,241 @@
+"""Conversions from billing or a CRM: a CSV of who became a customer, and when.
+
+    user_id,converted_at            email,converted_at           account_id,converted_at
+    u-123,2026-11-03                ada@northwind.example,...    acct-northwind,2026-11-03T10:00Z
+
+A column named `id` (or a file without a header: identifier, date) is looked up as a user id,
+then an account id, then an email. A date without a time means midnight in PQLBOT_TIMEZONE.
+The whole file is checked first: one malformed row refuses the file and nothing is recorded.
+Identifiers pqlbot has never seen are reported, not refused (a CRM knows customers who never
+used the free product). Importing the same file twice changes nothing; an earlier date wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, tzinfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.errors import UserInputError
+from storage import ACCOUNT, USER, Database
+from storage._sql import affected, chunks
+from storage.leads import lead_of_subject, mark_converted
+from storage.tables import ACCOUNTS, IDENTITIES, USERS
+
+MAX_BYTES = 64 * 1024 * 1024
+MAX_ID = 255
+MAX_PROBLEMS = 20
+EARLIEST = datetime(2000, 1, 1)
+
+_ID_COLUMNS = {
+    "user": ("user_id", "userid", "user", "external_id"),
+    "email": ("email", "email_address", "e_mail", "user_email"),
+    "account": ("account_id", "accountid", "account", "group_id", "groupid", "company_id", "workspace_id"),
+    "any": ("id", "customer", "customer_id"),
+}
+_DATE_COLUMNS = ("converted_at", "convertedat", "converted", "conversion_date", "date", "subscription_started_at")
+PRIORITY = ("user", "email", "account", "any")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    line: int
+    kind: str  # user | email | account | any
+    ident: str
+    at: datetime
+
+
+@dataclass
+class Outcome:
+    rows: int = 0
+    users: set[int] = field(default_factory=set)  # users now customers
+    accounts: set[int] = field(default_factory=set)  # accounts now customers
+    already: int = 0  # rows that changed nothing (recorded before, as early or earlier)
+    missing: list[Row] = field(default_factory=list)
+    pql_days: list[float] = field(default_factory=list)  # days from first alert, per converted PQL
+
+
+def _key(header: str) -> str:
+    return "_".join(header.strip().strip("\ufeff").lower().replace("-", " ").split())
+
+
+def parse_when(text: str, zone: tzinfo, now: datetime) -> datetime:
+    """A conversion time: ISO 8601 date or date-time (any offset; none means `zone`)."""
+    value = text.strip()
+    if not value:
+        raise ValueError("converted_at is empty")
+    try:
+        if len(value) == 10:
+            at = datetime.combine(date.fromisoformat(value), time(), zone)
+        else:
+            at = datetime.fromisoformat(value.replace("z", "Z"))
+            at = at if at.tzinfo else at.replace(tzinfo=zone)
+    except ValueError:
+        raise ValueError(f"converted_at {value[:40]!r} is not a date like 2026-11-03 or 2026-11-03T10:00:00Z") from None
+    if at > now + timedelta(days=1):
+        raise ValueError(f"converted_at {value[:40]} is in the future")
+    if at < EARLIEST.replace(tzinfo=zone):
+        raise ValueError(f"converted_at {value[:40]} is before 2000")
+    return at
+
+
+def parse_csv(data: bytes, *, zone: tzinfo, now: datetime) -> list[Row]:
+    """Every row of the file, or UserInputError listing the problems (the first twenty)."""
+    if len(data) > MAX_BYTES:
+        raise UserInputError(f"the file is larger than {MAX_BYTES // (1024 * 1024)} MB; split it")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"the file is not UTF-8 text (byte {exc.start}); save it as CSV UTF-8") from None
+    if "\x00" in text:
+        raise UserInputError("the file is not a CSV text file")
+    lines = text.splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    if not first:
+        raise UserInputError("the file is empty")
+    delimiter = max(",;\t", key=first.count)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        records = [(reader.line_num, rec) for rec in reader if any(c.strip() for c in rec)]
+    except csv.Error as exc:
+        raise UserInputError(f"line {reader.line_num}: {exc}") from None
+    header = [_key(c) for c in records[0][1]]
+    columns: dict[str, int] = {}
+    for kind, names in _ID_COLUMNS.items():
+        for i, h in enumerate(header):
+            if h in names and kind not in columns:
+                columns[kind] = i
+    when = next((i for i, h in enumerate(header) if h in _DATE_COLUMNS), None)
+    body = records[1:]
+    if not columns and when is None and len(header) == 2:
+        try:  # no header: identifier, date
+            parse_when(records[0][1][1], zone, now)
+        except ValueError:
+            pass
+        else:
+            columns, when, body = {"any": 0}, 1, records
+    if when is None or not columns:
+        raise UserInputError(
+            "the first line must name the columns: user_id, email or account_id (or id), and converted_at; "
+            f"found {', '.join(h[:30] for h in header[:8]) or 'nothing'}"
+        )
+    rows: list[Row] = []
+    problems: list[str] = []
+    for line, rec in body:
+        cells = {k: (rec[i].strip() if i < len(rec) else "") for k, i in columns.items()}
+        found = next((k for k in PRIORITY if cells.get(k)), None)
+        try:
+            if found is None:
+                raise ValueError(f"no {' or '.join(header[columns[k]] for k in PRIORITY if k in columns)}")
+            ident = cells[found]
+            if len(ident) > MAX_ID:
+                raise ValueError(f"the {header[columns[found]]} is longer than {MAX_ID} characters")
+            at = parse_when(rec[when] if when < len(rec) else "", zone, now)
+        except ValueError as exc:
+            problems.append(f"line {line}: {exc}")
+            continue
+        rows.append(Row(line, found, ident.casefold() if found == "email" else ident, at))
+    if problems:
+        more = f"\n  …and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        raise UserInputError(
+            f"{len(problems)} rows cannot be read; nothing was recorded:\n  "
+            + "\n  ".join(problems[:MAX_PROBLEMS])
+            + more
+        )
+    if not rows:
+        raise UserInputError("the file has a header but no rows")
+    return rows
+
+
+def _resolve(session: Session, row: Row) -> tuple[list[tuple[int, int | None]], int | None]:
+    """(users as (id, account id), account id) the row names; both empty when unknown."""
+
+    def users_where(cond: object) -> list[tuple[int, int | None]]:
+        return [(u, a) for u, a in session.execute(select(USERS.c.id, USERS.c.account_id).where(cond))]  # type: ignore[arg-type]
+
+    def by_user_id() -> list[tuple[int, int | None]]:
+        found = users_where(USERS.c.external_id == row.ident)
+        if not found:  # an id an alias merged into someone else
+            merged = select(IDENTITIES.c.user_id).where(
+                IDENTITIES.c.anonymous_id == row.ident, IDENTITIES.c.kind == "user"
+            )
+            found = users_where(USERS.c.id.in_(merged))
+        return found
+
+    def by_account() -> int | None:
+        return session.scalar(select(ACCOUNTS.c.id).where(ACCOUNTS.c.external_id == row.ident))
+
+    if row.kind == "user":
+        return by_user_id(), None
+    if row.kind == "email":
+        return users_where(USERS.c.email == row.ident), None
+    if row.kind == "account":
+        return [], by_account()
+    users = by_user_id()
+    if users:
+        return users, None
+    account = by_account()
+    if account is not None:
+        return [], account
+    if "@" in row.ident:
+        return users_where(USERS.c.email == row.ident.casefold()), None
+    return [], None
+
+
+def _convert(session: Session, kind: str, subject_id: int, at: datetime, out: Outcome) -> bool:
+    table = USERS if kind == USER else ACCOUNTS
+    res = session.execute(
+        update(table)
+        .where(table.c.id == subject_id, or_(table.c.customer_since.is_(None), table.c.customer_since > at))
+        .values(customer_since=at)
+    )
+    mark_converted(session=session, kind=kind, subject_id=subject_id, at=at)
+    changed = affected(res) == 1
+    if changed:
+        (out.users if kind == USER else out.accounts).add(subject_id)
+    return changed
+
+
+def record(
+    db: Database, rows: Iterable[Row], *, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
+) -> Outcome:
+    """Record the conversions in one transaction (all or nothing); with `dry_run`, roll back."""
+    rows = list(rows)
+    out = Outcome(rows=len(rows))
+    with db.write(scoring=True) as s:
+        done = 0
+        for part in chunks(rows, 1000):
+            for row in part:
+                users, account = _resolve(s, row)
+                if not users and account is None:
+                    out.missing.append(row)
+                    continue
+                changed = False
+                accounts = {a for _, a in users if a is not None} | ({account} if account is not None else set())
+                for user_id, _ in users:
+                    changed |= _convert(s, USER, user_id, row.at, out)
+                for account_id in accounts:
+                    changed |= _convert(s, ACCOUNT, account_id, row.at, out)
+                if not changed:
+                    out.already += 1
+            done += len(part)
+            if progress is not None:
+                progress(done, len(rows))
+        for kind, ids in ((ACCOUNT, out.accounts), (USER, out.users)):
+            for subject_id in ids:
+                lead = lead_of_subject(session=s, kind=kind, subject_id=subject_id)
+                if lead and lead.first_alerted_at and lead.converted_at:
+                    out.pql_days.append(max(0.0, (lead.converted_at - lead.first_alerted_at).total_seconds() / 86400))
+        if dry_run:
+            s.rollback()
+    return out
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
