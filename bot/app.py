@@ -178,7 +178,7 @@ def _read_model(settings: Settings) -> str | None:
         return None
     try:
         text = settings.model_path.read_text("utf-8")
-        load_model(text)
+        load_model(text, complete=True)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"PQLBOT_MODEL names a file pqlbot cannot read ({type(exc).__name__}): {HINTS['PQLBOT_MODEL']}"

@@ -119,15 +119,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from bot.pipeline import Pipeline
-    from storage import Database
-
     settings = load_settings()
-    _require_existing_database(settings)
-    db = Database(settings.database_url)
-    db.upgrade()
-    pipeline = Pipeline(db)
-    pipeline.ensure_model()
+    pipeline = _pipeline(settings)
     result = pipeline.rescore_all()
     print(
         f"re-scored {result.users} users and {result.accounts} accounts: {result.changed} changed, "
@@ -137,13 +130,15 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def _pipeline(settings: Settings) -> Any:
+    from bot.app import _read_model
     from bot.pipeline import Pipeline
     from storage import Database
 
     _require_existing_database(settings)
     db = Database(settings.database_url)
     db.upgrade()
-    pipeline = Pipeline(db)
+    # PQLBOT_MODEL is the first model of a new database, whichever command sets it up first.
+    pipeline = Pipeline(db, initial_model=_read_model(settings))
     pipeline.ensure_model()
     return pipeline
 
@@ -154,16 +149,22 @@ def cmd_model_export(args: argparse.Namespace) -> int:
     pipeline = _pipeline(load_settings())
     with pipeline.db.read() as s:
         live = pipeline.live_model(s)
+    author = "".join(c if c.isprintable() else "?" for c in live.created_by)  # stays one comment line
     text = (
-        f"# pqlbot scoring model v{live.version}, last changed by {live.created_by} ({live.source}) "
+        f"# pqlbot scoring model v{live.version}, last changed by {author} ({live.source}) "
         f"on {live.created_at:%Y-%m-%d %H:%M} UTC\n# Edit it and load it with: pqlbot model import FILE\n"
         + dump_model(live.model)
     )
-    if args.file in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        Path(args.file).write_text(text, encoding="utf-8")
-        print(f"wrote model v{live.version} to {args.file}", file=sys.stderr)
+    try:
+        if args.file in (None, "-"):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            Path(args.file).write_text(text, encoding="utf-8")
+            print(f"wrote model v{live.version} to {args.file}", file=sys.stderr)
+    except OSError as exc:
+        where = args.file if args.file not in (None, "-") else "standard output"
+        raise ConfigError(f"cannot write {where}: {exc.strerror or type(exc).__name__}") from None
     return 0
 
 

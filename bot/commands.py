@@ -17,7 +17,7 @@ from bot.errors import NotAllowed, UserInputError
 from bot.model_admin import whole_number
 from bot.render import Message, render
 from bot.services import Services
-from bot.slack.args import split
+from bot.slack.args import UnclosedQuote, split
 from scoring import evaluate
 from storage import ACCOUNT, USER, outbox, queries
 from storage import facts as facts_store
@@ -68,11 +68,23 @@ def needs_admin(text: str) -> bool:
     return bool(words) and (words[0] in ADMIN_WORDS or words[:2] == ["model", "rollback"])
 
 
+# Commands whose arguments name events or pages of several words: a quote left open is refused
+# rather than guessed at.
+STRICT_QUOTES = frozenset({"signal", "handraiser"})
+
+
 def answer(services: Services, caller: Caller | str, text: str) -> Reply:
     """Answer `/pql <text>` typed by `caller`."""
     if isinstance(caller, str):
         caller = Caller(caller, services.is_admin(caller))
     words = split(text)
+    if words and words[0].lower() in STRICT_QUOTES:
+        try:
+            words = split(text, strict=True)
+        except UnclosedQuote:
+            return notice(
+                'A quote is not closed: put a name of several words between two quotes, like "Report Exported".'
+            )
     name = words[0].lower() if words else "help"
     handler = COMMANDS.get(name)
     if handler is None:

@@ -16,11 +16,20 @@ from bot.pipeline import Impact, RescoreResult, preview
 from bot.render import Message, render
 from bot.services import Services
 from scoring import edit
-from scoring.model import MAX_POINTS, MAX_THRESHOLD, Model, ModelError, load_model, model_from_dict
+from scoring.model import (
+    MAX_POINTS,
+    MAX_THRESHOLD,
+    Model,
+    ModelError,
+    Signal,
+    load_model,
+    model_from_dict,
+    normalise_name,
+)
 from storage import models as models_store
 from storage.rebuild import Progress, rebuild_facts
 
-_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
+_INTEGER = re.compile(r"[+-]?0*[0-9]{1,9}")
 _DAYS = re.compile(r"^([0-9]{1,4})\s*(d|day|days)?$", re.IGNORECASE)
 HISTORY_SHOWN = 15
 
@@ -144,7 +153,9 @@ def hand_raiser(services: Services, *, action: str, args: list[str], by: str) ->
     if action not in ("add", "remove") or not args:
         raise UserInputError(usage)
     what = "event"
-    if len(args) > 1 and args[0].lower() in edit.LISTS:
+    if args[0].lower() in edit.LISTS:
+        if len(args) == 1:
+            raise UserInputError(f"Give the {args[0].lower()} after `{args[0].lower()}`. " + usage)
         what, args = args[0].lower(), args[1:]
     name = " ".join(" ".join(args).split())
     if not name or len(name) > 200:
@@ -213,8 +224,9 @@ def signal(services: Services, *, action: str, args: list[str], by: str) -> Mess
         existing = model.signal(sid)
         if existing is None:
             return edit.with_signal(model, wanted)
-        if edit.with_signal(edit.without_signal(model, sid), wanted).signal(sid) == existing:
-            return model  # the same signal again: nothing to do
+        candidate = edit.with_signal(edit.without_signal(model, sid), wanted).signal(sid)
+        if candidate is not None and _counts_the_same(candidate, existing):
+            return model  # the same signal again (names compare as matching does): nothing to do
         raise UserInputError(
             f"Signal `{sid}` already exists and counts something else; remove it first, or "
             f"change its points with `/pql weight {sid} <points>`."
@@ -222,6 +234,22 @@ def signal(services: Services, *, action: str, args: list[str], by: str) -> Mess
 
     changed = change_model(services, edit_fn=add, by=by, source="slack")
     return _reply(changed, f"Signal `{sid}` already exists just like that; nothing changed.", by)
+
+
+def _counts_the_same(a: Signal, b: Signal) -> bool:
+    def key(x: Signal) -> tuple[object, ...]:
+        return (
+            sorted(map(normalise_name, x.events)),
+            sorted(map(normalise_name, x.pages)),
+            sorted(p.casefold() for p in x.paths),
+            x.min_count,
+            x.window_days,
+            x.distinct_property,
+            x.inactive_days,
+            x.points,
+        )
+
+    return key(a) == key(b)
 
 
 # --- history, rollback, import, preview --------------------------------------------------------
@@ -234,19 +262,22 @@ def history(services: Services) -> Message:
 
 
 def rollback(services: Services, *, version: str, by: str) -> Message:
-    wanted = parse_int(version.lstrip("vV"), "The version", 1, 10_000_000)
+    wanted = parse_int(version[1:] if version[:1] in "vV" else version, "The version", 1, 10_000_000)
     with services.db.read() as s:
         row = models_store.version(session=s, version=wanted)
     if row is None:
         raise UserInputError(f"There is no model version {wanted}; `/pql model history` lists them.")
-    target = model_from_dict(row.body)
+    try:
+        target = model_from_dict(row.body)
+    except ModelError as exc:
+        raise UserInputError(f"Version {wanted} cannot be made live again: " + "; ".join(exc.problems)) from None
     changed = change_model(services, edit_fn=lambda _m: target, by=by, source="slack")
     return _reply(changed, f"Version {wanted} is what is live already; nothing changed.", by)
 
 
 def import_text(services: Services, *, text: str, by: str, progress: Progress | None = None) -> Changed | None:
     """Validate a whole model file and make it live (ModelError lists every problem)."""
-    model = load_model(text)
+    model = load_model(text, complete=True)
     return change_model(services, edit_fn=lambda _m: model, by=by, source="cli", progress=progress)
 
 

@@ -67,7 +67,7 @@ class Pipeline:
         with self.db.write(scoring=True) as s:
             live = models_store.live_model(session=s)
             if live is None:
-                model = load_model(self._initial_model) if self._initial_model else default_model()
+                model = load_model(self._initial_model, complete=True) if self._initial_model else default_model()
                 source = "file" if self._initial_model else "default"
                 models_store.save_model(
                     session=s,
@@ -79,7 +79,7 @@ class Pipeline:
                     base_version=None,
                 )
                 live = models_store.live_model(session=s)
-            elif self._initial_model and load_model(self._initial_model) != live.model:
+            elif self._initial_model and load_model(self._initial_model, complete=True) != live.model:
                 log.warning(
                     "PQLBOT_MODEL is only imported into an empty database; this one already has model v%s, "
                     "which stays live",

@@ -8,18 +8,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cached_property
 from importlib import resources
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 FORMAT = 1
 MAX_POINTS = 1000
 MAX_THRESHOLD = 100_000
+MAX_FILE = 1024 * 1024  # a model file; the bundled one is 2 KB
+MAX_SIGNALS = 100
+MAX_NAMES = 100  # event names, pages or paths in one list
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def _printable(value: str) -> str:
+    """Names and labels are shown in Slack and terminals and typed in commands: no control
+    characters (a NUL, a line break, a terminal escape)."""
+    if _CONTROL.search(value):
+        raise ValueError("contains a control character (such as a line break, tab or NUL)")
+    return value
+
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_printable)
+]
+Path_ = Annotated[str, StringConstraints(pattern=r"^/", max_length=200), AfterValidator(_printable)]
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_printable)
+]
 SignalId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
@@ -42,14 +62,16 @@ class _Strict(BaseModel):
 
 class Signal(_Strict):
     id: SignalId
-    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    label: Label
     points: int = Field(ge=-MAX_POINTS, le=MAX_POINTS)
-    events: tuple[Name, ...] = ()
-    pages: tuple[Name, ...] = ()
-    paths: tuple[Annotated[str, StringConstraints(pattern=r"^/", max_length=200)], ...] = ()
+    events: tuple[Name, ...] = Field(default=(), max_length=MAX_NAMES)
+    pages: tuple[Name, ...] = Field(default=(), max_length=MAX_NAMES)
+    paths: tuple[Path_, ...] = Field(default=(), max_length=MAX_NAMES)
     min_count: int = Field(default=1, ge=1, le=1_000_000)
     window_days: int | None = Field(default=None, ge=1, le=3650)
-    distinct_property: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    distinct_property: (
+        Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_printable)] | None
+    ) = None
     inactive_days: int | None = Field(default=None, ge=1, le=3650)
 
     @model_validator(mode="after")
@@ -76,32 +98,29 @@ class Signal(_Strict):
 
 
 class HandRaisers(_Strict):
-    events: tuple[Name, ...] = ()
-    pages: tuple[Name, ...] = ()
-    paths: tuple[Annotated[str, StringConstraints(pattern=r"^/", max_length=200)], ...] = ()
+    events: tuple[Name, ...] = Field(default=(), max_length=MAX_NAMES)
+    pages: tuple[Name, ...] = Field(default=(), max_length=MAX_NAMES)
+    paths: tuple[Path_, ...] = Field(default=(), max_length=MAX_NAMES)
     cooldown_hours: int = Field(default=24, ge=0, le=24 * 365)
 
 
 class Conversions(_Strict):
-    events: tuple[Name, ...] = ("Subscription Started",)
+    events: tuple[Name, ...] = Field(default=("Subscription Started",), max_length=MAX_NAMES)
 
 
 class Model(_Strict):
     format: int = FORMAT
     threshold: int = Field(ge=1, le=MAX_THRESHOLD)
-    signals: tuple[Signal, ...]
+    signals: tuple[Signal, ...] = Field(max_length=MAX_SIGNALS)
     hand_raisers: HandRaisers = HandRaisers()
     conversions: Conversions = Conversions()
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> Model:
-        seen: dict[str, int] = {}
-        for i, s in enumerate(self.signals):
-            if s.id in seen:
-                raise ValueError(f"signals[{i}].id: duplicate signal id {s.id!r} (also signals[{seen[s.id]}])")
-            seen[s.id] = i
-        if self.format != FORMAT:
-            raise ValueError(f"format: this pqlbot reads model format {FORMAT}, not {self.format}")
+    def _whole(self) -> Model:
+        data = {"format": self.format, "signals": [{"id": s.id} for s in self.signals]}
+        problems = _format_problem(data) + _duplicate_ids(data)
+        if problems:
+            raise ValueError(_JOIN.join(problems))
         return self
 
     def signal(self, signal_id: str) -> Signal | None:
@@ -169,6 +188,9 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "(model)"
 
 
+_JOIN = "\n"  # between whole-model problems inside one validation error
+
+
 def _problems(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
@@ -178,25 +200,102 @@ def _problems(exc: ValidationError) -> list[str]:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "is required"
-        if msg.startswith("signals[") and ":" in msg:  # already carries its own path
+        elif err["type"] == "too_long":
+            msg = f"has too many entries (at most {err.get('ctx', {}).get('max_length')})"
+        if loc == "(model)":  # whole-model problems carry their own paths
+            problems.extend(msg.split(_JOIN))
+        elif msg.startswith("signals[") and ":" in msg:
             problems.append(msg)
         else:
             problems.append(f"{loc}: {msg}")
     return problems
 
 
-def model_from_dict(data: Any) -> Model:
-    """Validate a parsed model document; raise ModelError listing every problem."""
+def _format_problem(data: dict[str, Any]) -> list[str]:
+    if data.get("format", FORMAT) != FORMAT:
+        return [f"format: this pqlbot reads model format {FORMAT}, not {data.get('format')!r}"]
+    return []
+
+
+def _new_model_problems(data: dict[str, Any]) -> list[str]:
+    """What makes a new model unusable though each field is fine: a name twice in one list, a
+    threshold no one can reach. (Models stored before these checks still load.)"""
+    problems = _repeated_names(data)
+    signals = data.get("signals")
+    threshold = data.get("threshold")
+    if isinstance(signals, (list, tuple)) and all(isinstance(x, dict) for x in signals):
+        points = [x.get("points") for x in signals]
+        if all(isinstance(p, int) and not isinstance(p, bool) for p in points):
+            reachable = sum(p for p in points if isinstance(p, int) and p > 0)
+            if reachable == 0:
+                problems.append("signals: no signal has positive points, so no one could ever become a PQL")
+            elif isinstance(threshold, int) and not isinstance(threshold, bool) and threshold > reachable:
+                problems.append(
+                    f"threshold: {threshold} cannot be reached: every positive signal together gives {reachable}"
+                )
+    return problems
+
+
+def _repeated_names(data: dict[str, Any]) -> list[str]:
+    """The same event, page or path twice in one list (names compare ignoring case and spaces)."""
+    lists: list[tuple[str, Any]] = []
+    signals = data.get("signals")
+    if isinstance(signals, (list, tuple)):
+        for i, signal in enumerate(signals):
+            if isinstance(signal, dict):
+                lists += [(f"signals[{i}].{k}", signal.get(k)) for k in ("events", "pages", "paths")]
+    for section, keys in (("hand_raisers", ("events", "pages", "paths")), ("conversions", ("events",))):
+        part = data.get(section)
+        if isinstance(part, dict):
+            lists += [(f"{section}.{k}", part.get(k)) for k in keys]
+    problems = []
+    for where, names in lists:
+        if not isinstance(names, (list, tuple)):
+            continue
+        seen: dict[str, int] = {}
+        for j, name in enumerate(names):
+            if not isinstance(name, str):
+                continue
+            key = name.casefold() if where.endswith("paths") else normalise_name(name)
+            if key in seen:
+                problems.append(f"{where}[{j}]: {name[:60]!r} repeats {where}[{seen[key]}]")
+            else:
+                seen[key] = j
+    return problems
+
+
+SECTIONS = ("format", "threshold", "signals", "hand_raisers", "conversions")
+
+
+def model_from_dict(data: Any, *, complete: bool = False, stored: bool = False) -> Model:
+    """Validate a parsed model document; raise ModelError listing every problem.
+
+    `complete`: a file an admin imports must spell out hand_raisers and conversions (an empty
+    list is fine); leaving one out would otherwise silently empty it. `stored`: a version read
+    back from the database, checked only as strictly as when it was saved."""
     if not isinstance(data, dict):
         raise ModelError(["(model): must be a mapping with threshold and signals"])
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ModelError([f"{k!r}: unknown key (the keys are {', '.join(SECTIONS)})" for k in odd[:10]])
+    missing = []
+    if complete:
+        missing = [
+            f"{k}: is required (write `{k}: {{}}` for none)" for k in ("hand_raisers", "conversions") if k not in data
+        ]
     try:
-        return Model.model_validate(_lists_to_tuples(data))
+        model = Model.model_validate(_lists_to_tuples(data))
     except ValidationError as exc:
-        problems = _problems(exc)
-        # Pydantic checks the whole model only once every field is valid: report repeated
-        # signal ids now too, so an admin sees every problem in one go.
-        problems += [p for p in _duplicate_ids(data) + _empty_matches(data, problems) if p not in problems]
+        problems = missing + _problems(exc)
+        # Pydantic checks the whole model only once every field is valid: report what only the
+        # whole model can tell now too, so an admin sees every problem in one go.
+        extra = _format_problem(data) + _duplicate_ids(data) + _new_model_problems(data)
+        problems += [p for p in extra + _empty_matches(data, problems) if p not in problems]
         raise ModelError(problems) from None
+    problems = missing + ([] if stored else _new_model_problems(data))
+    if problems:
+        raise ModelError(problems)
+    return model
 
 
 def _empty_matches(data: dict[str, Any], problems: list[str]) -> list[str]:
@@ -232,15 +331,47 @@ def _duplicate_ids(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_model(text: str) -> Model:
-    """Parse and validate a model from YAML text."""
+class _Loader(yaml.SafeLoader):
+    """YAML as model files need it: no anchors or aliases (a few lines of them can expand to
+    gigabytes), and a key written twice is an error, not the last one silently winning."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ModelError([f"(model): line {mark.line + 1}: aliases (*name) are not allowed in a model file"])
+        event = self.peek_event()
+        if getattr(event, "anchor", None):
+            raise ModelError(
+                [f"(model): line {event.start_mark.line + 1}: anchors (&name) are not allowed in a model file"]
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise ModelError(
+                        [f"(model): line {key_node.start_mark.line + 1}: {key!r} appears twice (also line {seen[key]})"]
+                    )
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:
+                pass  # an unhashable key: construct_mapping says so
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_model(text: str, *, complete: bool = False) -> Model:
+    """Parse and validate a model from YAML text (`complete`: as an imported file must be)."""
+    if len(text) > MAX_FILE:
+        raise ModelError([f"(model): the file is larger than {MAX_FILE // 1024} KB; a model is a few KB"])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ModelError([f"(model): not valid YAML{where}"]) from None
-    return model_from_dict(data)
+    return model_from_dict(data, complete=complete)
 
 
 def _lists_to_tuples(data: Any) -> Any:

@@ -33,7 +33,7 @@ def live_model(*, session: Session) -> LiveModel | None:
         return None
     return LiveModel(
         version=pk(row),
-        model=model_from_dict(row.body),
+        model=model_from_dict(row.body, stored=True),
         created_by=row.created_by,  # type: ignore[arg-type]
         created_at=row.created_at,
         source=row.source,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from tests.fakes import buttons, texts
 from tests.support import ADMIN, LiveServer
@@ -61,7 +62,11 @@ def test_claim_by_command_updates_the_bundled_announcement(server: LiveServer) -
     bundle = next(a for a in server.wait_alerts(1) if "after a model change" in a["text"])
     assert len(buttons(bundle)) == 2
     assert "You claimed" in server.command("claim b@x.example")
-    updates = [u for u in server.slack.posted("chat.update") if u.get("ts") == bundle["_ts"]]
+    deadline = time.time() + 5  # the announcement is updated just after the answer
+    while not (updates := [u for u in server.slack.posted("chat.update") if u.get("ts") == bundle["_ts"]]):
+        if time.time() > deadline:
+            break
+        time.sleep(0.02)
     assert updates, "the bundle was not updated"
     shown = texts(updates[-1])
     assert re.search(r"Ben.*claimed by <@UREP0001>", shown)

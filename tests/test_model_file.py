@@ -12,7 +12,7 @@ from scoring.model import load_model
 CUSTOM = """\
 # our own scorecard
 format: 1
-threshold: 60
+threshold: 50
 signals:
   - id: seats_invited
     label: Invited 3+ teammates
@@ -62,7 +62,7 @@ def test_export_then_import_is_lossless(tmp_path: Path) -> None:
     (tmp_path / "ours.yaml").write_text(CUSTOM)
     imported = _run(tmp_path, "model", "import", "ours.yaml")
     assert imported.returncode == 0, imported.stderr
-    assert "model v2 is live" in imported.stdout and "threshold 45 → 60" in imported.stdout
+    assert "model v2 is live" in imported.stdout and "threshold 45 → 50" in imported.stdout
     assert "signal teammates_invited removed" in imported.stdout and "signal reports_habit added" in imported.stdout
     first = _run(tmp_path, "model", "export")
     assert first.returncode == 0 and first.stdout.startswith("# pqlbot scoring model v2")

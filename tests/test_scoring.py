@@ -477,7 +477,11 @@ def test_duplicate_id_is_listed_together_with_other_problems() -> None:
 def test_model_error_message_carries_every_problem() -> None:
     with pytest.raises(ModelError) as exc:
         model_from_dict({"threshold": 45, "signals": [], "colour": 1, "format": 1, "hand_raisers": {"x": 1}})
-    assert set(exc.value.problems) == {"colour: unknown key", "hand_raisers.x: unknown key"}
+    assert set(exc.value.problems) == {
+        "colour: unknown key",
+        "hand_raisers.x: unknown key",
+        "signals: no signal has positive points, so no one could ever become a PQL",
+    }
     for p in exc.value.problems:
         assert p in str(exc.value)
     assert isinstance(exc.value, ValueError)

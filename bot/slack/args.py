@@ -25,9 +25,13 @@ def _unwrap(match: re.Match[str]) -> str:
     return label or target
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def unslack(text: str) -> str:
-    """Plain text from Slack's formatted text (entities unwrapped, quotes straightened)."""
-    text = _ENTITY.sub(_unwrap, text[:MAX_TEXT])
+    """Plain text from Slack's formatted text (entities unwrapped, quotes straightened, control
+    characters such as NUL dropped: no name pqlbot knows contains one)."""
+    text = _ENTITY.sub(_unwrap, _CONTROL.sub("", text[:MAX_TEXT]))
     text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     return text.translate(_QUOTES).replace("\u00a0", " ")
 
@@ -35,10 +39,18 @@ def unslack(text: str) -> str:
 _WORD = re.compile(r'"([^"]*)"|(?:^|(?<=\s))\'([^\']*)\'(?=\s|$)|(\S+)')
 
 
-def split(text: str) -> list[str]:
+class UnclosedQuote(ValueError):
+    """A double quote that opens a name and never closes it."""
+
+
+def split(text: str, *, strict: bool = False) -> list[str]:
     """Words of a command. Double quotes group words, as do single quotes around whole words;
-    a stray apostrophe (O'Brien's) is just a letter, and an unclosed quote is dropped."""
+    a stray apostrophe (O'Brien's) is just a letter. An unclosed double quote is dropped, or with
+    `strict` (commands that take multi-word names, where the words after it would be read as
+    other arguments) raises UnclosedQuote."""
     plain = unslack(text).strip()
+    if strict and plain.count('"') % 2:
+        raise UnclosedQuote(plain)
     words = []
     for m in _WORD.finditer(plain):
         word = m.group(1) if m.group(1) is not None else m.group(2) if m.group(2) is not None else m.group(3)
