@@ -33,6 +33,7 @@ from bot.slack import listeners
 from bot.slack.verify import signed_by_slack
 from scoring.model import ModelError, load_model
 from storage import Database
+from storage import jobs as jobs_store
 from storage import outbox as outbox_store
 
 log = logging.getLogger("pqlbot.app")
@@ -102,6 +103,13 @@ class Runtime:
                 "(if this is Slack, check SLACK_SIGNING_SECRET and the server's clock)"
             )
             return PlainTextResponse("invalid signature", status_code=401)
+        retry, reason = request.headers.get("x-slack-retry-num"), request.headers.get("x-slack-retry-reason")
+        if retry and reason == "http_timeout":
+            # Slack gave up waiting for an answer pqlbot was still working on: that first try is
+            # doing the work, so this one does nothing (claims and model changes are
+            # compare-and-set anyway; this spares people a second reply).
+            log.info("Slack retried a request after a timeout (retry %s); the first try handles it", retry[:8])
+            return PlainTextResponse("", status_code=200, headers={"X-Slack-No-Retry": "1"})
         try:
             bolt_request = to_async_bolt_request(request, body)  # decodes UTF-8 and parses the body
             bolt_response = await self.bolt.async_dispatch(bolt_request)
@@ -115,15 +123,31 @@ class Runtime:
             if not self.db.ping():
                 return None
             with self.db.read() as s:
-                return outbox_store.counts(session=s)
+                return {
+                    "counts": outbox_store.counts(session=s),
+                    "failed": outbox_store.last_failure(session=s),
+                    "jobs": {
+                        j.name: {
+                            "last_due": j.last_due.isoformat() if j.last_due else None,
+                            "last_finished": j.last_finished_at.isoformat() if j.last_finished_at else None,
+                            **({"last_error": j.last_error} if j.last_error else {}),
+                        }
+                        for j in jobs_store.statuses(session=s)
+                    },
+                }
 
-        counts = await anyio.to_thread.run_sync(check)
-        if counts is None:
+        found = await anyio.to_thread.run_sync(check)
+        if found is None:
             return JSONResponse({"status": "unavailable", "details": {"database": "not answering"}}, status_code=503)
+        counts = found["counts"]
+        alerts: dict[str, Any] = {k: counts.get(k, 0) for k in ("pending", "sent", "failed")}
+        if found["failed"]:
+            alerts["last_failure"] = found["failed"]
         details = {
             "database": "ok",
-            "alerts": {k: counts.get(k, 0) for k in ("pending", "sent", "failed")},
+            "alerts": alerts,
             "alert_channel": "set" if self.settings.alert_channel else "not set",
+            "jobs": found["jobs"],
         }
         return JSONResponse({"status": "ok", "details": details})
 

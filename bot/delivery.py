@@ -44,17 +44,31 @@ HINTS = {
 }
 
 
-def slack_client(token: str, base_url: str) -> AsyncWebClient:
-    return AsyncWebClient(
-        token=token,
-        base_url=base_url,
-        timeout=15,
-        retry_handlers=[
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+def slack_client(token: str, base_url: str, *, reconnect: bool = True, timeout: int = 15) -> AsyncWebClient:
+    """slack-sdk's client with its own retry handlers: 429s wait for Retry-After, 5xx retried.
+    `reconnect` also retries a dropped connection, which is right for reads and updates but not
+    for posting an alert: the post may have landed before the connection dropped."""
+    handlers: list[Any] = [
+        AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        AsyncServerErrorRetryHandler(max_retry_count=2),
+    ]
+    if reconnect:
+        handlers.append(AsyncConnectionErrorRetryHandler(max_retry_count=2))
+    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=handlers)
+
+
+# A post that failed this way may still have reached Slack: look before posting again.
+UNCERTAIN = "uncertain"
+METADATA_TYPE = "pqlbot_alert"
+HISTORY_REACH = timedelta(days=2)
+
+
+def _uncertain(alert: Alert) -> bool:
+    """Whether an earlier attempt may have posted this alert: no answer came back, or the
+    worker stopped mid-delivery (its lease ran out with no error recorded)."""
+    if alert.attempts <= 1:
+        return False
+    return alert.last_error is None or alert.last_error.startswith(UNCERTAIN)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -65,6 +79,13 @@ class Delivery:
     def __init__(self, services: Services, client: AsyncWebClient):
         self.services = services
         self.client = client
+        # Posts go through a client that never re-sends by itself (see slack_client).
+        self.poster = AsyncWebClient(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            retry_handlers=[h for h in client.retry_handlers if not isinstance(h, AsyncConnectionErrorRetryHandler)],
+        )
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warned_no_channel = False
@@ -121,25 +142,36 @@ class Delivery:
             # In the thread of the alert it is about, wherever that was posted.
             channel = str(alert.context.get("channel") or channel)
             thread = {"thread_ts": str(alert.context.get("thread_ts"))}
-        try:
-            resp = await self.client.chat_postMessage(
-                channel=channel,
-                text=message.text,
-                blocks=message.blocks,
-                unfurl_links=False,
-                unfurl_media=False,
-                **thread,
-            )
-        except SlackApiError as exc:
-            code = str(exc.response.get("error", "error")) if exc.response is not None else "error"
-            await self._retry(alert, f"Slack answered {code}", HINTS.get(code))
-            return 0
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            await self._retry(alert, f"network error: {type(exc).__name__}", None)
-            return 0
-        data: dict[str, Any] = resp.data if isinstance(resp.data, dict) else {}
-        ts = str(data.get("ts") or "")
-        posted_to = str(data.get("channel") or channel)
+        found = await self._already_posted(alert, channel) if _uncertain(alert) else None
+        if found is not None:
+            posted_to, ts = found
+            log.info("alert %s had reached Slack before (%s); not posting it again", alert.id, ts)
+        else:
+            try:
+                resp = await self.poster.chat_postMessage(
+                    channel=channel,
+                    text=message.text,
+                    blocks=message.blocks,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                    # Marks the message as this alert, so a post whose answer never came back
+                    # can be found instead of posted twice.
+                    metadata={"event_type": METADATA_TYPE, "event_payload": {"alert_id": alert.id}},
+                    **thread,
+                )
+            except SlackApiError as exc:
+                code = str(exc.response.get("error", "error")) if exc.response is not None else "error"
+                await self._retry(alert, f"Slack answered {code}", HINTS.get(code))
+                return 0
+            except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+                await self._retry(alert, f"network error: cannot connect ({type(exc).__name__})", None)
+                return 0
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                await self._retry(alert, f"{UNCERTAIN}: no answer from Slack ({type(exc).__name__})", None)
+                return 0
+            data: dict[str, Any] = resp.data if isinstance(resp.data, dict) else {}
+            ts = str(data.get("ts") or "")
+            posted_to = str(data.get("channel") or channel)
         now_shown = await anyio.to_thread.run_sync(self._mark_sent, alert, posted_to, ts, message)
         log.info("alert %s (%s) posted to %s", alert.id, alert.kind, posted_to)
         if now_shown is not None and ts:
@@ -149,6 +181,30 @@ class Delivery:
             except SlackApiError as exc:
                 log.warning("could not show the claim on alert %s: %s", alert.id, exc.response.get("error"))
         return 1
+
+    async def _already_posted(self, alert: Alert, channel: str) -> tuple[str, str] | None:
+        """(channel, ts) of this alert if an earlier attempt posted it after all, found by its
+        metadata in the channel's recent history; None if it is not there or cannot be looked
+        for (then it is posted: a rare duplicate beats a lost alert)."""
+        oldest = f"{(alert.created_at - timedelta(minutes=1)).timestamp():.6f}"
+        try:
+            kwargs: dict[str, Any] = {"channel": channel, "oldest": oldest, "include_all_metadata": True, "limit": 200}
+            if alert.kind == "reminder":
+                resp = await self.client.conversations_replies(ts=str(alert.context.get("thread_ts")), **kwargs)
+            else:
+                resp = await self.client.conversations_history(**kwargs)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) and exc.response is not None else exc
+            log.warning("cannot check whether alert %s reached Slack (%s); posting it", alert.id, error)
+            return None
+        for msg in (resp.data if isinstance(resp.data, dict) else {}).get("messages") or []:
+            meta = msg.get("metadata") or {}
+            if (
+                meta.get("event_type") == METADATA_TYPE
+                and (meta.get("event_payload") or {}).get("alert_id") == alert.id
+            ):
+                return channel, str(msg.get("ts"))
+        return None
 
     def _mark_sent(self, alert: Alert, channel: str, ts: str, posted: Message) -> Message | None:
         """Store where the alert was posted. If a claim happened since it was rendered (for its lead,

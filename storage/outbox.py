@@ -100,3 +100,18 @@ def get(*, session: Session, alert_id: int) -> Alert | None:
 
 def counts(*, session: Session) -> dict[str, int]:
     return {status: n for status, n in session.execute(select(ALERTS.c.status, func.count()).group_by(ALERTS.c.status))}
+
+
+def last_failure(*, session: Session) -> dict[str, Any] | None:
+    """The latest alert given up on (after a day of retries): when, and what Slack said."""
+    alert = session.scalars(
+        select(Alert).where(col(Alert.status) == FAILED).order_by(col(Alert.id).desc()).limit(1)
+    ).first()
+    if alert is None:
+        return None
+    return {
+        "alert": alert.id,
+        "kind": alert.kind,
+        "created_at": alert.created_at.isoformat(),
+        "error": alert.last_error,
+    }

@@ -73,3 +73,48 @@ def test_a_user_working_in_two_workspaces_is_announced_once_per_workspace(any_se
     any_server.settle(1.0)
     pql = [a for a in any_server.alerts() if a["text"].startswith("PQL")]
     assert len(pql) <= 2, [a["text"] for a in pql]
+
+
+def test_fifty_parallel_requests_during_a_full_rescore_lose_nothing(any_server: LiveServer) -> None:
+    """Ingest keeps answering 200, and stores every event, while everyone is being re-scored."""
+    import threading
+
+    from sqlalchemy import func
+
+    from storage.tables import EVENTS
+
+    seed = [
+        {
+            "batch": [
+                _msg("identify", f"s{i}", traits={"email": f"s{i}@x.example"}),
+                _msg("group", f"s{i}", groupId=f"a{i % 40}"),
+            ]
+        }
+        for i in range(400)
+    ]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        assert set(pool.map(lambda b: any_server.post("/v1/batch", b).status_code, seed)) == {200}
+    stop = threading.Event()
+    rescores = []
+
+    def rescore() -> None:
+        while not stop.is_set():
+            rescores.append(any_server.runtime.pipeline.rescore_all())
+
+    worker = threading.Thread(target=rescore)
+    worker.start()
+    try:
+        bodies = [
+            {"batch": [_msg("track", f"s{(i * 7 + j) % 400}", event="Core Feature Used") for j in range(10)]}
+            for i in range(50)
+        ]
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            statuses = list(pool.map(lambda b: any_server.post("/v1/batch", b).status_code, bodies))
+    finally:
+        stop.set()
+        worker.join(120)
+    assert statuses == [200] * 50
+    assert rescores, "a re-score ran meanwhile"
+    with any_server.runtime.db.read() as s:
+        stored = s.scalar(select(func.count()).select_from(EVENTS).where(EVENTS.c.kind == "track"))
+    assert stored == 500

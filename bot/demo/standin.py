@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -22,6 +23,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A caller that went away before its answer (pqlbot killed, a client timeout) is part of
+        what the stand-in is for; anything else is still printed."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class SlackStandIn:
     """Web API calls go to `/api/<method>`; `response_url(name)` gives a URL for Bolt's respond()."""
 
@@ -29,6 +40,7 @@ class SlackStandIn:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.responses: list[tuple[str, dict[str, Any]]] = []
         self.fail_next: dict[str, list[dict[str, Any]]] = {}
+        self.messages: list[dict[str, Any]] = []  # what conversations.history answers
         self.lock = threading.Lock()
         self._ts = int(time.time()) if first_ts is None else first_ts
         standin = self
@@ -78,7 +90,7 @@ class SlackStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = _Server(("127.0.0.1", free_port()), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -96,7 +108,28 @@ class SlackStandIn:
             with self.lock:
                 self._ts += 1
                 ts = body.get("ts") or f"{self._ts}.000100"
+                if method == "chat.postMessage":
+                    meta = body.get("metadata")
+                    self.messages.append(
+                        {
+                            "channel": body.get("channel"),
+                            "ts": ts,
+                            "thread_ts": body.get("thread_ts"),
+                            "text": body.get("text"),
+                            "metadata": json.loads(meta) if isinstance(meta, str) else meta,
+                        }
+                    )
             return {"ok": True, "channel": body.get("channel"), "ts": ts}
+        if method in ("conversations.history", "conversations.replies"):
+            # Newest first, as Slack answers; metadata only when asked for.
+            with self.lock:
+                found = [
+                    {k: v for k, v in m.items() if k != "metadata" or body.get("include_all_metadata")}
+                    for m in reversed(self.messages)
+                    if m["channel"] == body.get("channel")
+                    and (method == "conversations.history" or m["thread_ts"] == body.get("ts"))
+                ]
+            return {"ok": True, "messages": found, "has_more": False}
         if method == "users.info":
             uid = body.get("user", "U0")
             return {"ok": True, "user": {"id": uid, "is_admin": False, "is_owner": False}}
