@@ -122,10 +122,19 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=6)
     parser.add_argument("--accounts", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--wipe", action="store_true", help="empty the PostgreSQL schema of --database first")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="pqlbot-fault-"))
     database = args.database or f"sqlite:///{workdir / 'fault.db'}"
+    if args.wipe and database.startswith("postgresql"):
+        from sqlalchemy import text
+
+        wiped = Database(database)
+        with wiped.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        wiped.dispose()
     slack = SlackStandIn()
     # Slack answers every post after a moment: a kill often lands between post and answer.
     slack.fail_next["chat.postMessage"] = [{"delay": 0.25} for _ in range(100_000)]
