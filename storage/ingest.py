@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
 from scoring import Event, Model, hand_raiser, is_activity, is_conversion, signal_hits
 from storage._sql import chunks, insert, many
@@ -375,11 +374,15 @@ def _apply_profiles(
     Returns the accounts whose membership changed: their aggregates are rebuilt from members.
     """
     group_ids = sorted({ev.group_id for ev in fresh if ev.group_id})
-    accounts = _ensure_accounts(session, group_ids, fresh) if group_ids else {}
-    touched_users = sorted(
-        {u for ev in fresh if (u := user_of.get(ev.message_id)) is not None and (ev.kind == "identify" or ev.group_id)}
-    )
-    users = {u.id: u for part in chunks(touched_users) for u in session.scalars(select(User).where(User.id.in_(part)))}  # type: ignore[union-attr]
+    account_ids = _ensure_accounts(session, group_ids, fresh) if group_ids else {}
+    # Full rows (traits are JSON) are loaded only where they can change: group calls with traits
+    # for accounts; identify and group calls, and people in no account yet, for users. A track
+    # call's context.groupId never moves someone already in an account, and is most of traffic.
+    accounts = _load(session, Account, {account_ids[ev.group_id] for ev in fresh if ev.group_id and ev.kind == "group"})
+    named = {u for ev in fresh if (u := user_of.get(ev.message_id)) is not None and ev.kind in ("identify", "group")}
+    placed = {u for ev in fresh if (u := user_of.get(ev.message_id)) is not None and ev.group_id} - named
+    named |= _without_account(session, placed)
+    users = _load(session, User, named)
     moved: set[int] = set()
     for ev in fresh:
         uid = user_of.get(ev.message_id)
@@ -391,17 +394,18 @@ def _apply_profiles(
                 for k, v in user_columns(user.traits).items():
                     setattr(user, k, v)
         if ev.group_id:
-            account = accounts[ev.group_id]
+            account_id = account_ids[ev.group_id]
+            account = accounts.get(account_id)
             merged = (
                 merge_traits(account.traits, account.trait_times, ev.traits, ev.timestamp)
-                if (ev.kind == "group" and ev.traits)
+                if (account is not None and ev.kind == "group" and ev.traits)
                 else None
             )
-            if merged is not None:
+            if account is not None and merged is not None:
                 account.traits, account.trait_times = merged
                 for k, v in account_columns(account.traits).items():
                     setattr(account, k, v)
-            out.accounts.add(account.id)  # type: ignore[arg-type]
+            out.accounts.add(account_id)
             if user is None or (ev.kind == "group" and not ev.user_id):
                 continue  # a group call with no real user (a server's anonymous id) adds no member
             if ev.kind == "group":
@@ -415,16 +419,17 @@ def _apply_profiles(
                 via = "context"
             if joins:
                 user.account_since, user.account_via = ev.timestamp, via
-                if user.account_id != account.id:
+                if user.account_id != account_id:
                     if user.account_id is not None:
                         moved.add(user.account_id)
-                    moved.add(account.id)  # type: ignore[arg-type]
-                    user.account_id = account.id
+                    moved.add(account_id)
+                    user.account_id = account_id
     session.flush()
     return moved
 
 
-def _ensure_accounts(session: Session, group_ids: list[str], fresh: Sequence[Event]) -> dict[str, Account]:
+def _ensure_accounts(session: Session, group_ids: list[str], fresh: Sequence[Event]) -> dict[str, int]:
+    """The account id of every group id, creating the accounts that are new."""
     first: dict[str, datetime] = {}
     for ev in fresh:
         if ev.group_id:
@@ -437,11 +442,28 @@ def _ensure_accounts(session: Session, group_ids: list[str], fresh: Sequence[Eve
     return found
 
 
-def _accounts_by_external_id(session: Session, ids: list[str]) -> dict[str, Account]:
-    found: dict[str, Account] = {}
+def _accounts_by_external_id(session: Session, ids: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
     for part in chunks(ids):
-        for acc in session.scalars(select(Account).where(col(Account.external_id).in_(part))):
-            found[acc.external_id] = acc
+        found.update(
+            session.execute(select(ACCOUNTS.c.external_id, ACCOUNTS.c.id).where(ACCOUNTS.c.external_id.in_(part))).all()
+        )
+    return found
+
+
+def _load(session: Session, entity: Any, ids: set[int]) -> dict[int, Any]:
+    """Full ORM rows by id (for the few whose traits or membership this batch can change)."""
+    return {
+        row.id: row
+        for part in chunks(sorted(ids))
+        for row in session.scalars(select(entity).where(entity.id.in_(part)))
+    }
+
+
+def _without_account(session: Session, user_ids: set[int]) -> set[int]:
+    found: set[int] = set()
+    for part in chunks(sorted(user_ids)):
+        found.update(session.scalars(select(USERS.c.id).where(USERS.c.id.in_(part), USERS.c.account_id.is_(None))))
     return found
 
 

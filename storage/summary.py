@@ -193,22 +193,28 @@ def _drivers(session: Session, signal: Signal, kind: str, subject_id: int, now: 
     """The (identified) members whose own events feed this signal, most active first, and how many
     members do in all."""
     members = USERS.c.account_id == subject_id if kind == ACCOUNT else USERS.c.id == subject_id
+    # Correlated on the member (EXISTS on the subject's own index rows): the cost follows the
+    # account's size, not how many people in the whole product ever fed the signal.
     if signal.window_days is None:
         feeds = select(FACTS.c.subject_id).where(
-            FACTS.c.subject_kind == USER, FACTS.c.signal_id == signal.id, FACTS.c.count > 0
+            FACTS.c.subject_kind == USER,
+            FACTS.c.subject_id == USERS.c.id,
+            FACTS.c.signal_id == signal.id,
+            FACTS.c.count > 0,
         )
     else:
         feeds = select(HITS.c.subject_id).where(
             HITS.c.subject_kind == USER,
+            HITS.c.subject_id == USERS.c.id,
             HITS.c.signal_id == signal.id,
             HITS.c.occurred_at <= now,
             HITS.c.occurred_at > now - timedelta(days=signal.window_days),
         )
-    who = select(USERS.c.id).where(members, USERS.c.id.in_(feeds))
-    count = int(session.scalar(select(func.count()).select_from(who.subquery())) or 0)
+    fed = (members, feeds.exists())
+    count = int(session.scalar(select(func.count()).select_from(USERS).where(*fed)) or 0)
     named = session.scalars(
         select(User)
-        .where(col(User.id).in_(who), or_(col(User.external_id).is_not(None), col(User.email).is_not(None)))
+        .where(*fed, or_(col(User.external_id).is_not(None), col(User.email).is_not(None)))
         .order_by(col(User.activity_count).desc(), col(User.id))
         .limit(SHOWN_DRIVERS)
     )

@@ -41,6 +41,8 @@ class SlackStandIn:
         self.responses: list[tuple[str, dict[str, Any]]] = []
         self.fail_next: dict[str, list[dict[str, Any]]] = {}
         self.messages: list[dict[str, Any]] = []  # what conversations.history answers
+        self.arrived: list[float] = []  # time.monotonic() of each call, for latency figures
+        self.responded: dict[str, float] = {}  # response_url name -> time.monotonic() of its answer
         self.lock = threading.Lock()
         self._ts = int(time.time()) if first_ts is None else first_ts
         standin = self
@@ -61,10 +63,12 @@ class SlackStandIn:
                 if path.startswith("/response/"):
                     with standin.lock:
                         standin.responses.append((path, body))
+                        standin.responded[path.rsplit("/", 1)[-1]] = time.monotonic()
                     return self._send(200, "ok", "text/plain")
                 method = path.rsplit("/", 1)[-1]
                 with standin.lock:
                     standin.calls.append((method, body))
+                    standin.arrived.append(time.monotonic())
                     planned = standin.fail_next.get(method)
                     failure = planned.pop(0) if planned else None
                 if failure is not None:
