@@ -118,3 +118,49 @@ def test_fifty_parallel_requests_during_a_full_rescore_lose_nothing(any_server: 
     with any_server.runtime.db.read() as s:
         stored = s.scalar(select(func.count()).select_from(EVENTS).where(EVENTS.c.kind == "track"))
     assert stored == 500
+
+
+def test_batches_written_together_still_fail_alone(server: LiveServer) -> None:
+    """Batches that queue behind a write are written as one transaction; when that transaction
+    fails, only the sender whose batch caused it gets an error and every other batch is stored."""
+    import threading
+    import time
+
+    from sqlalchemy import func, text
+
+    from storage.tables import EVENTS
+
+    db = server.runtime.db
+    with db.write() as s:  # a storage rule the poisoned batch breaks (as a constraint would)
+        s.execute(
+            text(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON events WHEN NEW.message_id = 'poison' "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        )
+    bodies = [{"batch": [_msg("track", f"g{i}", event="Core Feature Used")]} for i in range(12)]
+    bodies[7]["batch"].append({**_msg("track", "g7", event="Core Feature Used"), "messageId": "poison"})
+    statuses: dict[int, int] = {}
+
+    def send(i: int) -> None:
+        statuses[i] = server.post("/v1/batch", bodies[i]).status_code
+
+    # Hold the write lock so all twelve queue up behind it and are written as a group.
+    with db._write_lock:
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(server.runtime.pipeline._waiting) < 11 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        queued = len(server.runtime.pipeline._waiting)
+    for t in threads:
+        t.join(30)
+    assert queued >= 2, "the batches did not queue up into a group"
+    assert statuses.pop(7) >= 500
+    assert set(statuses.values()) == {200}
+    with db.read() as s:
+        users = set(s.scalars(select(text("users.external_id")).select_from(text("users"))))
+        stored = s.scalar(select(func.count()).select_from(EVENTS))
+    assert stored == 11
+    assert "g7" not in users and {f"g{i}" for i in range(12) if i != 7} <= users
