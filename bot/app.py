@@ -24,7 +24,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from bot.clock import Clock, utcnow
 from bot.delivery import Delivery, slack_client
 from bot.errors import ConfigError
-from bot.ingest.http import BadRequest, read_body, segment_endpoint
+from bot.ingest.http import (
+    BadRequest,
+    mixpanel_endpoint,
+    posthog_endpoint,
+    read_body,
+    segment_endpoint,
+    segment_webhook_endpoint,
+)
 from bot.jobs import scheduler
 from bot.pipeline import Pipeline
 from bot.services import Services
@@ -170,8 +177,41 @@ class Runtime:
             allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
             max_age=86400,
         )
+        settings = self.settings
+        mixpanel = [
+            Route(
+                f"/{name}",
+                mixpanel_endpoint(
+                    name,
+                    keys=keys,
+                    ingest=self.pipeline.ingest,
+                    clock=self.pipeline.clock,
+                    group_key=lambda: settings.mixpanel_group_key,
+                ),
+                methods=["POST"],
+            )
+            for name in ("track", "engage", "groups", "import")
+        ]
+        posthog = posthog_endpoint(
+            keys=keys,
+            ingest=self.pipeline.ingest,
+            clock=self.pipeline.clock,
+            group_type=lambda: settings.posthog_group_type,
+        )
+        # The PostHog clients post to <host>/batch/ (the SDKs) and <host>/capture/ (the API).
+        posthog_routes = [Route(p, posthog, methods=["POST"]) for p in ("/batch/", "/batch", "/capture/", "/capture")]
+        webhook = segment_webhook_endpoint(
+            secret=lambda: (
+                settings.segment_webhook_secret.get_secret_value() if settings.segment_webhook_secret else None
+            ),
+            ingest=self.pipeline.ingest,
+            clock=self.pipeline.clock,
+        )
         return [
             Route("/slack/events", self.slack_events, methods=["POST"]),
+            Route("/ingest/segment-webhook", webhook, methods=["POST"]),
+            Mount("/mixpanel", app=Starlette(routes=mixpanel, middleware=[cors])),
+            Mount("/posthog", app=Starlette(routes=posthog_routes, middleware=[cors])),
             Route("/healthz", self.health, methods=["GET"]),
             Mount("/v1", app=Starlette(routes=segment, middleware=[cors])),
         ]

@@ -35,6 +35,8 @@ HINTS: dict[str, str] = {
     "PQLBOT_REEVALUATE_MINUTES": "set it to a whole number of minutes from 5 to 1440, e.g. 60",
     "PQLBOT_SLACK_ADMINS_ARE_ADMINS": "set it to true or false",
     "PQLBOT_SEGMENT_WEBHOOK_SECRET": "set it to the shared secret of your Segment Webhooks destination",
+    "PQLBOT_MIXPANEL_GROUP_KEY": "set it to the Mixpanel group key that names accounts, e.g. company_id",
+    "PQLBOT_POSTHOG_GROUP_TYPE": "set it to the PostHog group type that names accounts, e.g. company",
 }
 
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -67,6 +69,8 @@ class Settings(BaseSettings):
     reevaluate_minutes: int = Field(60, ge=5, le=1440, alias="PQLBOT_REEVALUATE_MINUTES")
     slack_admins_are_admins: bool = Field(False, alias="PQLBOT_SLACK_ADMINS_ARE_ADMINS")
     segment_webhook_secret: SecretStr | None = Field(None, alias="PQLBOT_SEGMENT_WEBHOOK_SECRET")
+    mixpanel_group_key: str = Field("company_id", min_length=1, max_length=255, alias="PQLBOT_MIXPANEL_GROUP_KEY")
+    posthog_group_type: str = Field("company", min_length=1, max_length=255, alias="PQLBOT_POSTHOG_GROUP_TYPE")
 
     @field_validator("database_url")
     @classmethod
@@ -159,10 +163,10 @@ class Settings(BaseSettings):
 
     def require_for_serve(self) -> None:
         """`serve` talks to Slack: its credentials must be set."""
-        for name, value in (
-            ("SLACK_BOT_TOKEN", self.slack_bot_token),
-            ("SLACK_SIGNING_SECRET", self.slack_signing_secret),
-        ):
+        needed = [("SLACK_BOT_TOKEN", self.slack_bot_token)]
+        if self.slack_app_token is None:  # Socket Mode requests are not signed
+            needed.append(("SLACK_SIGNING_SECRET", self.slack_signing_secret))
+        for name, value in needed:
             if value is None:
                 raise ConfigError(f"{name} is not set: {HINTS[name]}")
 

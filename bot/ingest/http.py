@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import logging
 import zlib
@@ -15,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.ingest import segment
+from bot.ingest import segment, vendors
 from bot.ingest.segment import BadRequest
 from scoring import Event
 
@@ -138,6 +139,154 @@ def segment_endpoint(
         except BadRequest as exc:
             if not authorised:
                 return refused(request, 401, NO_KEY)
+            return refused(request, exc.status, str(exc))
+        if events:
+            try:
+                await anyio.to_thread.run_sync(ingest, events)
+            except OperationalError:
+                log.exception("storage unavailable while ingesting %d events", len(events))
+                return error(503, "storage is unavailable; retry later")
+        return JSONResponse(OK)
+
+    return endpoint
+
+
+def _matches_all(presented: set[str], configured: Sequence[str]) -> bool:
+    return bool(presented) and all(key_matches(k, configured) for k in presented)
+
+
+def mixpanel_endpoint(
+    route: str,
+    *,
+    keys: Callable[[], Sequence[str]],
+    ingest: IngestFn,
+    clock: Callable[[], Any],
+    group_key: Callable[[], str],
+) -> Callable[[Request], Awaitable[Response]]:
+    """/mixpanel/<route>, for the official Mixpanel clients given full endpoint URLs. The
+    project token is the write key; answers {"status": 1}, or {"status": 0, "error": ...}."""
+
+    def failed(request: Request, status: int, message: str) -> JSONResponse:
+        client = request.client.host if request.client else "unknown"
+        log.info("refused %s %s from %s: %d %s", request.method, request.url.path, client, status, message[:200])
+        return JSONResponse({"status": 0, "error": message}, status_code=status)
+
+    async def endpoint(request: Request) -> Response:
+        received_at = clock()
+        configured = keys()
+        if not configured:
+            return failed(request, 401, "no write keys are configured (PQLBOT_WRITE_KEYS)")
+        try:
+            body = await read_body(request, segment.MAX_BATCH_BYTES)
+            records, api_key = vendors.mixpanel_records(body, request.headers.get("content-type", "").lower())
+            translated = vendors.mixpanel(route, records, group_key=group_key())
+        except (BadRequest, UnicodeDecodeError) as exc:
+            status = exc.status if isinstance(exc, BadRequest) else 400
+            return failed(request, status, str(exc) if isinstance(exc, BadRequest) else "body is not UTF-8")
+        presented = set(translated.keys)
+        if route == "import":  # the import API authenticates the project with Basic auth
+            user = basic_user(request)
+            if user and key_matches(user, configured):
+                presented = presented or {user}
+            if api_key and not presented:
+                presented = {api_key}
+        if not _matches_all(presented, configured):
+            return failed(request, 401, "missing or unknown project token (it must be one of PQLBOT_WRITE_KEYS)")
+        return await _store(
+            request, translated, received_at, ingest, "mixpanel", lambda s, m: failed(request, s, m), {"status": 1}
+        )
+
+    return endpoint
+
+
+def posthog_endpoint(
+    *,
+    keys: Callable[[], Sequence[str]],
+    ingest: IngestFn,
+    clock: Callable[[], Any],
+    group_type: Callable[[], str],
+) -> Callable[[Request], Awaitable[Response]]:
+    """/posthog/batch/ and /posthog/capture/, for the official PostHog clients given
+    host=<pqlbot>/posthog. The project API key is the write key."""
+
+    def failed(request: Request, status: int, message: str) -> JSONResponse:
+        client = request.client.host if request.client else "unknown"
+        log.info("refused %s %s from %s: %d %s", request.method, request.url.path, client, status, message[:200])
+        kind = "authentication_error" if status == 401 else "validation_error"
+        return JSONResponse({"type": kind, "code": "invalid", "detail": message}, status_code=status)
+
+    async def endpoint(request: Request) -> Response:
+        received_at = clock()
+        configured = keys()
+        if not configured:
+            return failed(request, 401, "no write keys are configured (PQLBOT_WRITE_KEYS)")
+        try:
+            body = await read_body(request, segment.MAX_BATCH_BYTES)
+            translated = vendors.posthog(segment.parse_json(body), group_type=group_type())
+        except BadRequest as exc:
+            return failed(request, exc.status, str(exc))
+        if not _matches_all(translated.keys, configured):
+            return failed(request, 401, "missing or unknown api_key (it must be one of PQLBOT_WRITE_KEYS)")
+        return await _store(
+            request, translated, received_at, ingest, "posthog", lambda s, m: failed(request, s, m), {"status": 1}
+        )
+
+    return endpoint
+
+
+async def _store(
+    request: Request,
+    translated: vendors.Translated,
+    received_at: Any,
+    ingest: IngestFn,
+    vendor: str,
+    failed: Callable[[int, str], Response],
+    ok: dict[str, Any],
+) -> Response:
+    """Validate the translated messages as the Segment routes do, then store them."""
+    try:
+        events = segment.parse_request({"batch": translated.messages}, None, received_at, source=vendor)
+    except BadRequest as exc:
+        return failed(exc.status, vendors.vendor_error(str(exc), vendor, translated.origin))
+    if events:
+        try:
+            await anyio.to_thread.run_sync(ingest, events)
+        except OperationalError:
+            log.exception("storage unavailable while ingesting %d events", len(events))
+            return failed(503, "storage is unavailable; retry later")
+    return JSONResponse(ok)
+
+
+def segment_webhook_endpoint(
+    *, secret: Callable[[], str | None], ingest: IngestFn, clock: Callable[[], Any]
+) -> Callable[[Request], Awaitable[Response]]:
+    """Segment's Webhooks destination: one Segment message per request (or an array, or a
+    batch), signed with X-Signature = hex HMAC-SHA1 of the body under the shared secret."""
+
+    async def endpoint(request: Request) -> Response:
+        received_at = clock()
+        shared = secret()
+        if not shared:
+            return refused(request, 401, "no webhook secret is configured (PQLBOT_SEGMENT_WEBHOOK_SECRET)")
+        try:
+            body = await read_body(request, segment.MAX_BATCH_BYTES)
+        except BadRequest as exc:
+            return refused(request, exc.status, str(exc))
+        expected = hmac.new(shared.encode(), body, hashlib.sha1).hexdigest()
+        given = request.headers.get("x-signature", "").strip().lower()
+        if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
+            return refused(request, 401, "missing or wrong X-Signature (check PQLBOT_SEGMENT_WEBHOOK_SECRET)")
+        try:
+            payload = segment.parse_json(body)
+            if isinstance(payload, list):
+                payload = {"batch": payload}
+            route = None if isinstance(payload, dict) and "batch" in payload else "__each__"
+            if route is not None:
+                if len(body) > segment.MAX_MESSAGE_BYTES:
+                    raise BadRequest("message is over the 32 KB limit of a single message", 413)
+                payload = {"batch": [payload]}
+            events = segment.parse_request(payload, None, received_at)
+        except BadRequest as exc:
             return refused(request, exc.status, str(exc))
         if events:
             try:
