@@ -236,6 +236,58 @@ def cmd_conversions_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from bot import backfill
+
+    settings = load_settings()
+    path = Path(args.file)
+    if not path.is_file():
+        raise ConfigError(f"{args.file} is not a file")
+    pipeline = _pipeline(settings)
+    tty = sys.stderr.isatty()
+    last = [-1]
+
+    def progress(done: int, total: int, lines: int) -> None:
+        pct = done * 100 // max(1, total)
+        if tty:
+            sys.stderr.write(f"\rbackfill: {pct:3d}% ({lines:,} lines)" + ("\n" if done >= total else ""))
+            sys.stderr.flush()
+        elif pct // 10 != last[0] // 10 or done >= total:
+            sys.stderr.write(f"backfill: {pct}% ({lines:,} lines)\n")
+        last[0] = pct
+
+    out = backfill.run(
+        path=path,
+        pipeline=pipeline,
+        group_key=settings.mixpanel_group_key,
+        restart=args.restart,
+        alerts=args.alerts,
+        progress=progress,
+    )
+    if out.already_done is not None:
+        print(
+            f"{args.file} was read to the end (line {out.lines:,}) on {out.already_done:%Y-%m-%d %H:%M} UTC: "
+            "nothing new. Use --restart to read it again (stored events are not counted twice)."
+        )
+        return 0
+    if out.resumed_at:
+        print(f"resumed after line {out.resumed_at:,} (where the last run stopped; --restart reads from the start)")
+    print(
+        f"read {_n(out.lines, 'line')} of {args.file}: {_n(out.stored, 'event')} stored, "
+        f"{out.duplicates:,} already stored, {out.bad_count:,} bad"
+    )
+    for line, why in out.bad:
+        print(f"  line {line:,}: {why}")
+    if out.bad_count > len(out.bad):
+        print(f"  ...and {out.bad_count - len(out.bad):,} more bad lines")
+    if out.new_pqls:
+        where = (
+            "announced in Slack" if args.alerts else "in /pql top; nothing was posted to Slack (--alerts posts them)"
+        )
+        print(f"{_n(out.new_pqls, 'new PQL')} from this history: {where}")
+    return 1 if out.bad_count else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from storage import queries
 
@@ -470,6 +522,20 @@ def build_parser() -> argparse.ArgumentParser:
     conv_imp.add_argument("file", metavar="FILE.csv", help="the CSV file, or - for standard input")
     conv_imp.add_argument("--dry-run", action="store_true", help="check and count, change nothing")
     conv_imp.set_defaults(func=cmd_conversions_import)
+    bf = sub.add_parser(
+        "backfill",
+        help="store past events from a JSONL (Segment, RudderStack or Mixpanel export) or CSV file",
+        description="Store past events from FILE: JSONL with one Segment message per line (or Mixpanel's "
+        "export format), or CSV with a header user_id,event,timestamp[,account_id][,message_id][,properties...]. "
+        "Bad lines are reported by number and skipped; an interrupted run resumes where it stopped; "
+        "events already stored are not counted twice. Exit status 1 when some lines were bad.",
+    )
+    bf.add_argument("file", metavar="FILE")
+    bf.add_argument("--restart", action="store_true", help="read from the start even if an earlier run got further")
+    bf.add_argument(
+        "--alerts", action="store_true", help="post alerts for leads this history makes PQLs (default: record quietly)"
+    )
+    bf.set_defaults(func=cmd_backfill)
     report = sub.add_parser("report", help="print PQL-to-customer conversion by monthly cohort")
     report.add_argument("--months", type=_months, default=6, help="how many months, the current one last (default 6)")
     report.set_defaults(func=cmd_report)

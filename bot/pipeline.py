@@ -173,22 +173,35 @@ class Pipeline:
         for w in group:
             w.done = True
 
-    def _ingest(self, events: Sequence[Event]) -> Recorded:
+    def ingest_quietly(self, events: Sequence[Event]) -> Recorded:
+        """Store and score like `ingest`, but post nothing: crossings are recorded as PQLs (in
+        /pql top) without alerts, hand-raises are kept without paging (a history backfill)."""
+        return self._ingest(events, quiet=True)
+
+    def _ingest(self, events: Sequence[Event], *, quiet: bool = False) -> Recorded:
         now = self.clock()
         alerts = 0
         with self.db.write(scoring=True) as s:
             model = self.live_model(s).model
             rec = record_events(session=s, events=events, model=model, now=now)
             if rec.stored:
-                alerts += self._rescore_subjects(s, model, rec.users, rec.accounts, now)
-                alerts += self._hand_raises(s, model, rec, now)
+                alerts += self._rescore_subjects(s, model, rec.users, rec.accounts, now, quiet=quiet)
+                if not quiet:
+                    alerts += self._hand_raises(s, model, rec, now)
                 self._conversions(s, rec)
         if alerts:
             self.on_alert()
         return rec
 
     def _rescore_subjects(
-        self, s: Session, model: Model, users: Iterable[int], accounts: Iterable[int], now: datetime
+        self,
+        s: Session,
+        model: Model,
+        users: Iterable[int],
+        accounts: Iterable[int],
+        now: datetime,
+        *,
+        quiet: bool = False,
     ) -> int:
         users, accounts = set(users), set(accounts)
         user_scores = _score(s, model, USER, users, now)
@@ -204,9 +217,14 @@ class Pipeline:
             kind=ACCOUNT,
             now=now,
             scores={a: account_scores[a] for a in accounts | member_accounts if a in account_scores},
+            announce=not quiet,
         )
         crossed_u, _ = leads_store.update_leads(
-            session=s, kind=USER, now=now, scores={u: user_scores[u] for u in lone if u in user_scores}
+            session=s,
+            kind=USER,
+            now=now,
+            scores={u: user_scores[u] for u in lone if u in user_scores},
+            announce=not quiet,
         )
         announced = [t for t in crossed + crossed_u if t.announce]
         for t in announced:

@@ -81,9 +81,11 @@ def customers(*, session: Session, kind: str, ids: Iterable[int]) -> set[int]:
 
 
 def update_leads(
-    *, session: Session, kind: str, scores: Mapping[int, Score], now: datetime
+    *, session: Session, kind: str, scores: Mapping[int, Score], now: datetime, announce: bool = True
 ) -> tuple[list[Transition], list[Transition]]:
-    """Move leads across the threshold: (newly crossed, cooled). Customers are not leads."""
+    """Move leads across the threshold: (newly crossed, cooled). Customers are not leads.
+
+    `announce=False` (a quiet backfill) records the crossing without claiming an alert for it."""
     if not scores:
         return [], []
     existing = leads_for(session=session, kind=kind, ids=scores)
@@ -111,6 +113,9 @@ def update_leads(
             )
             if affected(res) != 1:
                 continue  # another writer crossed it first
+            if not announce:
+                crossed.append(Transition(pk(lead), kind, i, score, announce=False))
+                continue
             # A lead that wobbles around the threshold (a user active in two workspaces, an
             # admin trying 45, 46, 45) is announced once, not on every crossing.
             announced = session.execute(

@@ -226,6 +226,23 @@ class JobState(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
+class BackfillPosition(SQLModel, table=True):
+    """How far `pqlbot backfill` has read a file (found again by a digest of its start), so an
+    interrupted backfill resumes where it stopped."""
+
+    __tablename__ = "backfill_positions"
+
+    file_key: str = Field(primary_key=True, max_length=64)
+    path: str = Field(max_length=1000)
+    byte_offset: int = Field(default=0, sa_column=Column(BigId, nullable=False))
+    line: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    bad: int = 0
+    updated_at: datetime = _at(nullable=False)
+    finished_at: datetime | None = _at()
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -243,6 +260,7 @@ ALERTS = _table(Alert)
 MODEL_VERSIONS = _table(ModelVersion)
 SCORE_HISTORY = _table(ScoreHistory)
 JOB_STATE = _table(JobState)
+BACKFILL = _table(BackfillPosition)
 
 
 def pk(row: Account | User | Lead | Alert | ModelVersion) -> int:
