@@ -222,9 +222,19 @@ class Runtime:
         sched = scheduler(self.services) if self.run_scheduler else None
         if sched is not None:
             sched.start()
+        socket_mode = None
+        if self.settings.slack_app_token is not None:
+            # Slack traffic over a WebSocket pqlbot opens (no public URL); ingest stays on HTTP.
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket_mode = AsyncSocketModeHandler(self.bolt, self.settings.slack_app_token.get_secret_value())
+            await socket_mode.connect_async()
+            log.info("connected to Slack over Socket Mode")
         try:
             yield
         finally:
+            if socket_mode is not None:
+                await socket_mode.close_async()
             if sched is not None:
                 sched.shutdown(wait=False)
             worker.cancel()

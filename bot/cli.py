@@ -75,16 +75,24 @@ def _check_slack_token(settings: Settings) -> None:
         )
 
 
-def _not_yet(settings: Settings) -> None:
-    """Settings of the contract this version reads but does not act on yet: say so at start."""
-    log = logging.getLogger("pqlbot")
-    pending = {
-        "slack_app_token": "SLACK_APP_TOKEN is set, but no Socket Mode yet; Slack must reach /slack/events",
-        "segment_webhook_secret": "PQLBOT_SEGMENT_WEBHOOK_SECRET is set, but there is no Segment Webhooks route yet",
-    }
-    for field, message in pending.items():
-        if field in settings.model_fields_set and getattr(settings, field):
-            log.warning(message)
+def _check_app_token(settings: Settings) -> None:
+    """Socket Mode: a wrong app-level token stops start-up in one line."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    if settings.slack_app_token is None:
+        return
+    client = WebClient(base_url=settings.slack_api_url, timeout=10)
+    try:
+        client.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
+    except SlackApiError as exc:
+        code = str(exc.response.get("error", "error")) if exc.response is not None else "error"
+        raise ConfigError(
+            f"SLACK_APP_TOKEN was refused by Slack ({code}): {HINTS['SLACK_APP_TOKEN']}; "
+            "the token needs the connections:write scope and Socket Mode turned on for the app"
+        ) from None
+    except Exception as exc:
+        raise ConfigError(f"could not reach Slack to open Socket Mode ({type(exc).__name__})") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -99,12 +107,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime = Runtime(settings)
     runtime.prepare()
     _check_slack_token(settings)
+    _check_app_token(settings)
     log = logging.getLogger("pqlbot")
     if not settings.write_keys:
         log.warning("PQLBOT_WRITE_KEYS is not set: every ingest request will be refused with 401")
-    _not_yet(settings)
     host, port = sock.getsockname()[:2]
-    log.info("pqlbot listening on http://%s:%s (Slack at /slack/events, Segment at /v1/batch)", host, port)
+    slack_way = "Slack over Socket Mode" if settings.slack_app_token else "Slack at /slack/events"
+    log.info("pqlbot listening on http://%s:%s (%s, Segment at /v1/batch)", host, port, slack_way)
     config = uvicorn.Config(runtime.asgi(), log_level="warning", access_log=False, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
     return 0

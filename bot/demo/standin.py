@@ -43,6 +43,7 @@ class SlackStandIn:
         self.messages: list[dict[str, Any]] = []  # what conversations.history answers
         self.arrived: list[float] = []  # time.monotonic() of each call, for latency figures
         self.responded: dict[str, float] = {}  # response_url name -> time.monotonic() of its answer
+        self.socket_url: str | None = None  # what apps.connections.open hands out (Socket Mode)
         self.lock = threading.Lock()
         self._ts = int(time.time()) if first_ts is None else first_ts
         standin = self
@@ -134,6 +135,10 @@ class SlackStandIn:
                     and (method == "conversations.history" or m["thread_ts"] == body.get("ts"))
                 ]
             return {"ok": True, "messages": found, "has_more": False}
+        if method == "apps.connections.open":
+            if self.socket_url is None:
+                return {"ok": False, "error": "not_allowed_token_type"}
+            return {"ok": True, "url": self.socket_url}
         if method == "users.info":
             uid = body.get("user", "U0")
             return {"ok": True, "user": {"id": uid, "is_admin": False, "is_owner": False}}
