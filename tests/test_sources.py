@@ -145,6 +145,24 @@ def test_mixpanel_base64_data_from_older_clients_is_read(server: LiveServer) -> 
     assert len(_rows(server, select(EVENTS.c.id).where(EVENTS.c.name == "Project Created"))) == 1
 
 
+def test_mixpanel_json_body_and_gzip_are_read(server: LiveServer) -> None:
+    import gzip
+
+    records = [
+        {"event": "Project Created", "properties": {"token": WRITE_KEY, "distinct_id": f"mx-j{i}"}} for i in range(3)
+    ]
+    body = gzip.compress(json.dumps(records).encode())
+    r = requests.post(
+        server.url + "/mixpanel/import",
+        data=body,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        auth=("service-account-secret", ""),
+        timeout=10,
+    )
+    assert r.json() == {"status": 1}, r.text
+    assert len(_rows(server, select(EVENTS.c.id).where(EVENTS.c.name == "Project Created"))) == 3
+
+
 # --- RudderStack ------------------------------------------------------------------------------
 
 
@@ -165,14 +183,15 @@ def test_rudderstack_client_with_gzip_ends_in_a_pql_alert(server: LiveServer) ->
 # --- PostHog ----------------------------------------------------------------------------------
 
 
-def _posthog(server: LiveServer, key: str = WRITE_KEY) -> Any:
+def _posthog(server: LiveServer, key: str = WRITE_KEY, gzip: bool = False) -> Any:
     from posthog import Posthog
 
-    return Posthog(key, host=server.url + "/posthog", sync_mode=True, max_retries=0)
+    return Posthog(key, host=server.url + "/posthog", sync_mode=True, max_retries=0, gzip=gzip)
 
 
-def test_posthog_client_pageview_on_upgrade_is_a_hand_raiser_in_its_company(server: LiveServer) -> None:
-    ph = _posthog(server)
+@pytest.mark.parametrize("gzip", [False, True])
+def test_posthog_client_pageview_on_upgrade_is_a_hand_raiser_in_its_company(server: LiveServer, gzip: bool) -> None:
+    ph = _posthog(server, gzip=gzip)
     ph.group_identify("company", "delta", {"name": "Delta LLC"}, distinct_id="ph-dee")
     ph.set(distinct_id="ph-dee", properties={"email": "dee@delta.example", "name": "Dee"})
     ph.capture(
