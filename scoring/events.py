@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 Kind = Literal["track", "identify", "group", "page", "screen", "alias"]
 ACTIVITY_KINDS: frozenset[str] = frozenset({"track", "page", "screen"})
+# A flag on an identify or group call whose traits only fill gaps (Mixpanel's and PostHog's
+# $set_once): a trait the person or account already has is kept.
+ONLY_GAPS = "set_once"
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,10 +75,14 @@ class Database:
                 parent = Path(db_path).expanduser().resolve().parent
                 if not parent.is_dir():
                     raise DatabaseURLError(f"names a SQLite file in {parent}, which does not exist")
-            self.engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+            self.engine = create_engine(
+                self.url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+            )
             _sqlite_setup(self.engine)
         else:
-            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+            )
         self._write_engine = self.engine.execution_options(pqlbot_write=True)
         # SQLite has one writer; queueing writers here is cheaper than spinning on busy_timeout.
         self._write_lock: Any = threading.Lock() if self.is_sqlite else nullcontext()

@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, delete, func, literal, or_, select, upda
 from sqlalchemy.orm import Session
 
 from scoring import Event, Model, hand_raiser, is_activity, is_conversion, signal_hits
+from scoring.events import ONLY_GAPS
 from storage._sql import chunks, insert, many
 from storage.aggregates import add_facts, later
 from storage.identity import merge_users
@@ -388,7 +389,7 @@ def _apply_profiles(
         uid = user_of.get(ev.message_id)
         user = users.get(uid) if uid is not None else None
         if ev.kind == "identify" and user is not None and ev.traits:
-            merged = merge_traits(user.traits, user.trait_times, ev.traits, ev.timestamp)
+            merged = merge_traits(user.traits, user.trait_times, ev.traits, ev.timestamp, ONLY_GAPS in ev.flags)
             if merged is not None:
                 user.traits, user.trait_times = merged
                 for k, v in user_columns(user.traits).items():
@@ -397,7 +398,7 @@ def _apply_profiles(
             account_id = account_ids[ev.group_id]
             account = accounts.get(account_id)
             merged = (
-                merge_traits(account.traits, account.trait_times, ev.traits, ev.timestamp)
+                merge_traits(account.traits, account.trait_times, ev.traits, ev.timestamp, ONLY_GAPS in ev.flags)
                 if (account is not None and ev.kind == "group" and ev.traits)
                 else None
             )

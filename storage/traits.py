@@ -11,9 +11,10 @@ MAX_TRAITS = 100
 
 
 def merge_traits(
-    current: dict[str, Any], times: dict[str, Any], new: dict[str, Any], at: datetime
+    current: dict[str, Any], times: dict[str, Any], new: dict[str, Any], at: datetime, only_gaps: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """`new` traits seen at `at`, merged into copies of `current` and its per-trait `times`.
+    With `only_gaps` (a $set_once), a trait already held is kept whatever its time.
 
     Returns the merged (traits, times), or None when nothing changed. The inputs are left as they
     are: the caller assigns the copies, which is how the ORM notices the change.
@@ -23,6 +24,8 @@ def merge_traits(
     changed = False
     for key, value in new.items():
         if key not in traits and len(traits) >= MAX_TRAITS:
+            continue
+        if only_gaps and traits.get(key) is not None:
             continue
         seen = stamps.get(key)
         if seen is not None and datetime.fromisoformat(seen) > at:

@@ -118,7 +118,7 @@ def test_mixpanel_refusals_say_status_0_with_the_problem(server: LiveServer) -> 
         _mixpanel(server, token="not-a-key").track("x", "Invite Sent")
     url = server.url + "/mixpanel/track"
     r = requests.post(url, data={"data": "{not json"}, timeout=10)
-    assert r.status_code == 400 and r.json() == {"status": 0, "error": "`data` is not valid JSON"}
+    assert r.status_code == 400 and r.json()["status"] == 0 and r.json()["error"].startswith("`data` is not valid JSON")
     r = requests.post(url, data={"verbose": "1"}, timeout=10)
     assert r.json()["status"] == 0 and "data" in r.json()["error"]
     bad = [

@@ -44,6 +44,10 @@ def text(value: Any, field: str, *, limit: int = MAX_NAME, required: bool = Fals
     return cleaned[:limit]
 
 
+def has_control(text: str) -> bool:
+    return _CONTROL.search(text) is not None
+
+
 def identifier(value: Any, field: str) -> str | None:
     """A user, anonymous, group or message id: a non-junk string (numbers are accepted as text)."""
     if value is None:

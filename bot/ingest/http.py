@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import logging
+import re
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anyio
 from sqlalchemy.exc import OperationalError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from bot.ingest import segment, vendors
 from bot.ingest.segment import BadRequest
 from scoring import Event
+from scoring.events import ONLY_GAPS
 
 log = logging.getLogger("pqlbot.ingest")
 
@@ -33,12 +35,24 @@ def error(status: int, message: str) -> JSONResponse:
 
 OK = {"success": True}
 NO_KEY = "missing or unknown write key (send it as the Basic auth user name)"
+BODY_SECONDS = 30  # a sender that has not finished its body by then is cut off (slow-loris)
+_UNLOGGABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def loggable(text: str, limit: int = 200) -> str:
+    """`text` (from a client) safe for one log line: control characters escaped, so a sender
+    cannot start a forged line of its own."""
+    return _UNLOGGABLE.sub(lambda m: repr(m.group())[1:-1], text[:limit])
+
+
+def log_refusal(request: Request, status: int, message: str) -> None:
+    """A refusal, logged (without the key or the body) so a misconfigured sender can be found."""
+    client = request.client.host if request.client else "unknown"
+    log.info("refused %s %s from %s: %d %s", request.method, request.url.path, client, status, loggable(message))
 
 
 def refused(request: Request, status: int, message: str) -> JSONResponse:
-    """A refusal, logged (without the key or the body) so a misconfigured sender can be found."""
-    client = request.client.host if request.client else "unknown"
-    log.info("refused %s %s from %s: %d %s", request.method, request.url.path, client, status, message[:200])
+    log_refusal(request, status, message)
     return error(status, message)
 
 
@@ -51,10 +65,16 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise BadRequest(f"body is over the {limit // 1024} KB limit", 413)
     raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise BadRequest(f"body is over the {limit // 1024} KB limit", 413)
+    try:
+        with anyio.fail_after(BODY_SECONDS):
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > limit:
+                    raise BadRequest(f"body is over the {limit // 1024} KB limit", 413)
+    except TimeoutError:
+        raise BadRequest(f"the body did not arrive within {BODY_SECONDS} seconds", 408) from None
+    except ClientDisconnect:
+        raise BadRequest("the client went away before its body arrived", 400) from None
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         return bytes(raw)
@@ -95,7 +115,7 @@ def basic_user(request: Request) -> str | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
         return None
     return decoded.partition(":")[0]
 
@@ -131,14 +151,19 @@ def segment_endpoint(
                 request, 401, "unknown write key" if configured else "no write keys are configured (PQLBOT_WRITE_KEYS)"
             )
         try:
-            body = await read_body(request, limit)
+            # Without a Basic key the key may be in the body (older clients): read as much as a
+            # batch may be, find the key, and only then hold a single message to its own limit.
+            body = await read_body(request, limit if authorised else segment.MAX_BATCH_BYTES)
             payload = segment.parse_json(body)
-            if not authorised and not (isinstance(payload, dict) and key_matches(payload.get("writeKey"), configured)):
-                return refused(request, 401, NO_KEY)
+        except BadRequest as exc:
+            return refused(request, exc.status, str(exc)) if authorised else refused(request, 401, NO_KEY)
+        if not authorised and not (isinstance(payload, dict) and key_matches(payload.get("writeKey"), configured)):
+            return refused(request, 401, NO_KEY)
+        if len(body) > limit:
+            return refused(request, 413, "message is over the 32 KB limit of a single message")
+        try:
             events = segment.parse_request(payload, route_type, received_at)
         except BadRequest as exc:
-            if not authorised:
-                return refused(request, 401, NO_KEY)
             return refused(request, exc.status, str(exc))
         if events:
             try:
@@ -167,8 +192,7 @@ def mixpanel_endpoint(
     project token is the write key; answers {"status": 1}, or {"status": 0, "error": ...}."""
 
     def failed(request: Request, status: int, message: str) -> JSONResponse:
-        client = request.client.host if request.client else "unknown"
-        log.info("refused %s %s from %s: %d %s", request.method, request.url.path, client, status, message[:200])
+        log_refusal(request, status, message)
         return JSONResponse({"status": 0, "error": message}, status_code=status)
 
     async def endpoint(request: Request) -> Response:
@@ -183,14 +207,14 @@ def mixpanel_endpoint(
         except (BadRequest, UnicodeDecodeError) as exc:
             status = exc.status if isinstance(exc, BadRequest) else 400
             return failed(request, status, str(exc) if isinstance(exc, BadRequest) else "body is not UTF-8")
-        presented = set(translated.keys)
-        if route == "import":  # the import API authenticates the project with Basic auth
-            user = basic_user(request)
-            if user and key_matches(user, configured):
-                presented = presented or {user}
-            if api_key and not presented:
-                presented = {api_key}
-        if not _matches_all(presented, configured):
+        # Every record carries the project token; the import API may instead authenticate the
+        # whole request (Basic auth user or `api_key`), which counts only when it is a write key.
+        vouched = route == "import" and (
+            key_matches(basic_user(request), configured) or key_matches(api_key, configured)
+        )
+        if (translated.unkeyed and not vouched) or not (vouched or translated.keys):
+            return failed(request, 401, "missing or unknown project token (it must be one of PQLBOT_WRITE_KEYS)")
+        if translated.keys and not _matches_all(translated.keys, configured):
             return failed(request, 401, "missing or unknown project token (it must be one of PQLBOT_WRITE_KEYS)")
         return await _store(
             request, translated, received_at, ingest, "mixpanel", lambda s, m: failed(request, s, m), {"status": 1}
@@ -210,8 +234,7 @@ def posthog_endpoint(
     host=<pqlbot>/posthog. The project API key is the write key."""
 
     def failed(request: Request, status: int, message: str) -> JSONResponse:
-        client = request.client.host if request.client else "unknown"
-        log.info("refused %s %s from %s: %d %s", request.method, request.url.path, client, status, message[:200])
+        log_refusal(request, status, message)
         kind = "authentication_error" if status == 401 else "validation_error"
         return JSONResponse({"type": kind, "code": "invalid", "detail": message}, status_code=status)
 
@@ -222,6 +245,13 @@ def posthog_endpoint(
             return failed(request, 401, "no write keys are configured (PQLBOT_WRITE_KEYS)")
         try:
             body = await read_body(request, segment.MAX_BATCH_BYTES)
+            body = vendors.posthog_body(
+                body,
+                request.query_params.get("compression", ""),
+                request.headers.get("content-type", "").lower(),
+                segment.MAX_BATCH_BYTES,
+                inflate,
+            )
             translated = vendors.posthog(segment.parse_json(body), group_type=group_type())
         except BadRequest as exc:
             return failed(request, exc.status, str(exc))
@@ -245,9 +275,17 @@ async def _store(
 ) -> Response:
     """Validate the translated messages as the Segment routes do, then store them."""
     try:
-        events = segment.parse_request({"batch": translated.messages}, None, received_at, source=vendor)
+        # The request's own size was checked against its records; one record may mean two
+        # messages (an event and the traits it sets), which is not the sender's doing.
+        events = segment.parse_request(
+            {"batch": translated.messages}, None, received_at, source=vendor, max_messages=len(translated.messages)
+        )
     except BadRequest as exc:
         return failed(exc.status, vendors.vendor_error(str(exc), vendor, translated.origin))
+    if translated.once:
+        events = [
+            replace(ev, flags=(*ev.flags, ONLY_GAPS)) if i in translated.once else ev for i, ev in enumerate(events)
+        ]
     if events:
         try:
             await anyio.to_thread.run_sync(ingest, events)

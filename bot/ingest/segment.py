@@ -33,7 +33,9 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(f"body is not valid JSON ({str(exc).split(':')[0]})") from None
 
 
-def messages_of(payload: Any, route_type: str | None) -> tuple[list[Any], Any, dict[str, Any]]:
+def messages_of(
+    payload: Any, route_type: str | None, max_messages: int = MAX_BATCH_MESSAGES
+) -> tuple[list[Any], Any, dict[str, Any]]:
     """The messages a request carries, the batch-level sentAt and what the batch-level context
     may lend its messages (groupId and page path only: never traits, which would be copied into
     every message)."""
@@ -43,7 +45,7 @@ def messages_of(payload: Any, route_type: str | None) -> tuple[list[Any], Any, d
         batch = payload.get("batch")
         if not isinstance(batch, list):
             raise BadRequest("body must have a `batch` array of messages")
-        if len(batch) > MAX_BATCH_MESSAGES:
+        if len(batch) > max(max_messages, MAX_BATCH_MESSAGES):
             raise BadRequest(f"batch has {len(batch)} messages; at most {MAX_BATCH_MESSAGES}", 413)
         context = payload.get("context")
         shared: dict[str, Any] = {}
@@ -58,10 +60,15 @@ def messages_of(payload: Any, route_type: str | None) -> tuple[list[Any], Any, d
 
 
 def parse_request(
-    payload: Any, route_type: str | None, received_at: datetime, *, source: str = "segment"
+    payload: Any,
+    route_type: str | None,
+    received_at: datetime,
+    *,
+    source: str = "segment",
+    max_messages: int = MAX_BATCH_MESSAGES,
 ) -> list[Event]:
     """Validate every message of a request; the first problem refuses the whole request."""
-    messages, batch_sent_at, batch_context = messages_of(payload, route_type)
+    messages, batch_sent_at, batch_context = messages_of(payload, route_type, max_messages)
     try:
         sent_at = clean.timestamp(batch_sent_at, "sentAt")
     except FieldError as exc:
@@ -73,7 +80,9 @@ def parse_request(
             if isinstance(msg, dict):
                 for key, value in msg.items():
                     if clean.depth(value) > clean.MAX_DEPTH:
-                        raise BadRequest(f"{where}: {str(key)[:40]} is nested more than {clean.MAX_DEPTH} levels deep")
+                        raise BadRequest(
+                            f"{where}: {str(key)[:40]!r} is nested more than {clean.MAX_DEPTH} levels deep"
+                        )
             if route_type is None and len(orjson.dumps(msg)) > MAX_MESSAGE_BYTES:
                 raise BadRequest(f"{where} is over the 32 KB limit of a single message", 413)
             events.append(parse_message(msg, route_type, received_at, sent_at, batch_context, source))

@@ -8,13 +8,16 @@ the Segment routes (bot.ingest.segment). Nothing here touches storage.
 from __future__ import annotations
 
 import base64
-import binascii
-import json
+import hashlib
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+from bot.ingest import clean
 from bot.ingest.segment import MAX_BATCH_MESSAGES, BadRequest
 
 # An anonymous id no person ever uses: a group profile update carries no user, and a group call
@@ -28,8 +31,20 @@ class Translated:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
+    unkeyed: int = 0  # records that carried no token of their own
     ignored: int = 0
     origin: list[int] = field(default_factory=list)  # the record each message came from
+    once: set[int] = field(default_factory=set)  # messages whose traits only fill gaps ($set_once)
+
+    def token(self, value: Any) -> None:
+        if isinstance(value, str) and value:
+            self.keys.add(value)
+        else:
+            self.unkeyed += 1
+
+    def set_once(self, message: dict[str, Any]) -> None:
+        self.once.add(len(self.messages))
+        self.messages.append(message)
 
     def came_from(self, index: int) -> None:
         self.origin.extend([index] * (len(self.messages) - len(self.origin)))
@@ -53,6 +68,21 @@ def _unix_time(value: Any, where: str) -> str | None:
         return datetime.fromtimestamp(seconds, UTC).isoformat()
     except (ValueError, OverflowError, OSError):
         raise BadRequest(f"{where}: time {str(value)[:30]} is not a Unix time") from None
+
+
+def _dedupe_id(vendor: str, value: Any) -> str | None:
+    """The vendor's de-duplication id as a messageId. A placeholder ("undefined", "null") is no
+    id at all: the event is stored, just not de-duplicated (as on the Segment routes), rather
+    than every such event after the first being dropped. A long id is hashed whole, never cut,
+    so two ids that differ only past the cut stay two events."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    raw = str(value).strip()
+    if not raw or raw.casefold() in clean.JUNK_IDS:
+        return None
+    if len(raw) > 200 or clean.has_control(raw):
+        return f"{vendor}:sha256:{hashlib.sha256(raw.encode('utf-8', 'surrogatepass')).hexdigest()}"
+    return f"{vendor}:{raw}"
 
 
 def _person(distinct_id: Any, where: str) -> dict[str, Any]:
@@ -111,12 +141,14 @@ def mixpanel_records(body: bytes, content_type: str) -> tuple[list[Any], str | N
         if not text.lstrip().startswith(("{", "[")):
             try:  # older clients send the JSON base64-encoded
                 text = base64.b64decode(text.strip(), validate=False).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # bad base64, bytes that are not UTF-8, non-ASCII text
                 raise BadRequest("`data` is neither JSON nor base64-encoded JSON") from None
+    # orjson, as on every other route: it refuses what could not be stored or rendered later
+    # (NaN and Infinity, lone surrogates, integers over 64 bits, nesting over 1,024 levels).
     try:
-        payload = json.loads(text)
-    except ValueError:
-        raise BadRequest("`data` is not valid JSON") from None
+        payload = orjson.loads(text.encode("utf-8", "surrogatepass"))
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"`data` is not valid JSON ({str(exc).split(':')[0]})") from None
     records = payload if isinstance(payload, list) else [payload]
     if len(records) > MAX_BATCH_MESSAGES:
         raise BadRequest(f"request has {len(records)} records; at most {MAX_BATCH_MESSAGES}", 413)
@@ -142,9 +174,7 @@ def mixpanel(route: str, records: list[Any], *, group_key: str) -> Translated:
 
 def _mixpanel_event(record: dict[str, Any], where: str, group_key: str, out: Translated) -> None:
     props = _object(record.get("properties"), f"{where}: properties")
-    token = props.get("token")
-    if isinstance(token, str):
-        out.keys.add(token)
+    out.token(props.get("token"))
     name = record.get("event")
     if not isinstance(name, str) or not name.strip():
         raise BadRequest(f"{where}: event must be a non-empty string")
@@ -157,9 +187,9 @@ def _mixpanel_event(record: dict[str, Any], where: str, group_key: str, out: Tra
     else:
         who = _person(props.get("distinct_id"), where)
     base: dict[str, Any] = {**who, "timestamp": _unix_time(props.get("time"), where)}
-    insert_id = props.get("$insert_id")
-    if isinstance(insert_id, (str, int)) and not isinstance(insert_id, bool) and str(insert_id).strip():
-        base["messageId"] = f"mixpanel:{str(insert_id).strip()[:200]}"
+    insert_id = _dedupe_id("mixpanel", props.get("$insert_id"))
+    if insert_id:
+        base["messageId"] = insert_id
     group = _first(props.get(group_key))
     if isinstance(group, (str, int)) and not isinstance(group, bool):
         base["context"] = {"groupId": group}
@@ -176,7 +206,7 @@ def _mixpanel_event(record: dict[str, Any], where: str, group_key: str, out: Tra
         out.messages.append({"type": "alias", "userId": new, "previousId": old, **_only_meta(base)})
         return
     if name == "$mp_web_page_view":
-        url = kept.get("current_url_path") or urllib.parse.urlsplit(str(kept.get("$current_url") or "")).path
+        url = kept.get("current_url_path") or _url_path(kept.get("$current_url"))
         out.messages.append(
             {
                 **base,
@@ -189,49 +219,65 @@ def _mixpanel_event(record: dict[str, Any], where: str, group_key: str, out: Tra
     out.messages.append({**base, "type": "track", "event": name, "properties": kept})
 
 
+def _url_path(url: Any) -> str | None:
+    """The path of a page's URL; a URL that cannot be read has none (the view is still kept)."""
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        return urllib.parse.urlsplit(url[:4096]).path or None
+    except ValueError:  # "http://[x": an unclosed IPv6 host
+        return None
+
+
 def _only_meta(base: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in base.items() if k in ("timestamp", "messageId")}
 
 
 def _mixpanel_person(record: dict[str, Any], where: str, group_key: str, out: Translated) -> None:
-    token = record.get("$token")
-    if isinstance(token, str):
-        out.keys.add(token)
+    out.token(record.get("$token"))
     who = _person(record.get("$distinct_id"), where)
     at = _unix_time(record.get("$time"), where)
-    sets = {**_object(record.get("$set_once"), f"{where}: $set_once"), **_object(record.get("$set"), f"{where}: $set")}
-    if not sets:
+    sets = dict(_object(record.get("$set"), f"{where}: $set"))
+    once = dict(_object(record.get("$set_once"), f"{where}: $set_once"))
+    if not sets and not once:
         out.ignored += 1  # $add, $append, $unset, $delete: nothing pqlbot scores
         return
     group = _first(sets.pop(group_key, None))
+    first_group = _first(once.pop(group_key, None))
     traits = {MIXPANEL_TRAITS.get(k, k): v for k, v in sets.items()}
     if traits:
         out.messages.append({"type": "identify", **who, "traits": traits, "timestamp": at})
+    if once:
+        out.set_once(
+            {
+                "type": "identify",
+                **who,
+                "traits": {MIXPANEL_TRAITS.get(k, k): v for k, v in once.items()},
+                "timestamp": at,
+            }
+        )
+    if group is None and first_group is not None:
+        group = first_group  # a membership is never "set once": it only ever moves by $set
     if isinstance(group, (str, int)) and not isinstance(group, bool):
         out.messages.append({"type": "group", **who, "groupId": group, "timestamp": at})
 
 
 def _mixpanel_group(record: dict[str, Any], where: str, group_key: str, out: Translated) -> None:
-    token = record.get("$token")
-    if isinstance(token, str):
-        out.keys.add(token)
+    out.token(record.get("$token"))
     if record.get("$group_key") != group_key:
         out.ignored += 1  # another kind of group (a team, a project): not the account
         return
-    sets = {**_object(record.get("$set_once"), f"{where}: $set_once"), **_object(record.get("$set"), f"{where}: $set")}
-    traits = {MIXPANEL_TRAITS.get(k, k): v for k, v in sets.items()}
     group_id = record.get("$group_id")
     if group_id is None:
         raise BadRequest(f"{where}: $group_id is missing")
-    out.messages.append(
-        {
-            "type": "group",
-            "anonymousId": NO_USER,
-            "groupId": group_id,
-            "traits": traits,
-            "timestamp": _unix_time(record.get("$time"), where),
-        }
-    )
+    at = _unix_time(record.get("$time"), where)
+    sets = _object(record.get("$set"), f"{where}: $set")
+    once = _object(record.get("$set_once"), f"{where}: $set_once")
+    message = {"type": "group", "anonymousId": NO_USER, "groupId": group_id, "timestamp": at}
+    if sets or not once:
+        out.messages.append({**message, "traits": {MIXPANEL_TRAITS.get(k, k): v for k, v in sets.items()}})
+    if once:
+        out.set_once({**message, "traits": {MIXPANEL_TRAITS.get(k, k): v for k, v in once.items()}})
 
 
 # --- PostHog ----------------------------------------------------------------------------------
@@ -246,6 +292,25 @@ POSTHOG_DROPPED = {
     "$plugin_running_duration",
 }
 POSTHOG_INTERNAL = {"$lib", "$lib_version", "$geoip_disable", "$groups", "$set", "$set_once", "token", "distinct_id"}
+
+
+def posthog_body(body: bytes, compression: str, content_type: str, limit: int, inflate: Any) -> bytes:
+    """The JSON of a PostHog request as posthog-js and the server clients send it: gzip named in
+    the query (`?compression=gzip-js`) rather than a header, or a form whose `data` is base64."""
+    compression = compression.strip().lower()
+    if compression in ("gzip-js", "gzip") and body[:2] == b"\x1f\x8b":
+        return inflate(body, limit)  # type: ignore[no-any-return]
+    if compression == "lz64":
+        raise BadRequest("lz64 compression is not supported: send gzip-js, base64 or plain JSON", 415)
+    if "form" in content_type:
+        try:
+            form = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+            data = (form.get("data") or [""])[0].strip()
+            text = data if data.startswith(("{", "[")) else base64.b64decode(data, validate=False).decode("utf-8")
+        except ValueError:
+            raise BadRequest("`data` is neither JSON nor base64-encoded JSON") from None
+        return text.encode("utf-8", "surrogatepass")
+    return body
 
 
 def posthog(payload: Any, *, group_type: str) -> Translated:
@@ -297,19 +362,18 @@ def _posthog_event(record: dict[str, Any], props: dict[str, Any], where: str, gr
     base: dict[str, Any] = {**who}
     if record.get("timestamp") is not None:
         base["timestamp"] = record["timestamp"]
-    uid = record.get("uuid")
-    if isinstance(uid, str) and uid.strip():
-        base["messageId"] = f"posthog:{uid.strip()[:200]}"
+    uid = _dedupe_id("posthog", record.get("uuid"))
+    if uid:
+        base["messageId"] = uid
     groups = _object(props.get("$groups"), f"{where}: properties.$groups")
     group = groups.get(group_type)
     if isinstance(group, (str, int)) and not isinstance(group, bool):
         base["context"] = {"groupId": group}
     kept = {k: v for k, v in props.items() if k not in POSTHOG_INTERNAL}
-    sets = {
+    sets = {**_object(record.get("$set"), f"{where}: $set"), **_object(props.get("$set"), f"{where}: properties.$set")}
+    once = {
         **_object(record.get("$set_once"), f"{where}: $set_once"),
         **_object(props.get("$set_once"), f"{where}: properties.$set_once"),
-        **_object(record.get("$set"), f"{where}: $set"),
-        **_object(props.get("$set"), f"{where}: properties.$set"),
     }
     if name == "$groupidentify":
         if props.get("$group_type") != group_type:
@@ -343,11 +407,13 @@ def _posthog_event(record: dict[str, Any], props: dict[str, Any], where: str, gr
                     "messageId": _derived(base, "alias"),
                 }
             )
-        if sets or "context" in base:
+        if sets or ("context" in base and not once):
             out.messages.append({"type": "identify", **base, "traits": sets})
+        if once:
+            out.set_once({"type": "identify", **base, "traits": once, "messageId": _derived(base, "once")})
         return
     if name == "$pageview":
-        url = props.get("$pathname") or urllib.parse.urlsplit(str(props.get("$current_url") or "")).path
+        url = props.get("$pathname") or _url_path(props.get("$current_url"))
         out.messages.append(
             {**base, "type": "page", "name": props.get("title"), "properties": {**kept, "path": url or None}}
         )
@@ -360,6 +426,8 @@ def _posthog_event(record: dict[str, Any], props: dict[str, Any], where: str, gr
         out.messages.append(
             {"type": "identify", **who, "traits": sets, **_meta(base), "messageId": _derived(base, "set")}
         )
+    if once:
+        out.set_once({"type": "identify", **who, "traits": once, **_meta(base), "messageId": _derived(base, "once")})
 
 
 def _derived(base: dict[str, Any], what: str) -> str | None:
@@ -377,9 +445,9 @@ def vendor_error(message: str, vendor: str, origin: list[int]) -> str:
     """A Segment-worded validation problem, in the vendor's own words: which record or event,
     and its field names."""
     unit = "record" if vendor == "mixpanel" else "event"
-    head, sep, rest = message.partition(": ")
-    if sep and head.startswith("message ") and head[8:].isdigit() and int(head[8:]) < len(origin):
-        message = f"{unit} {origin[int(head[8:])]}: {rest}"
+    match = re.match(r"message (\d+)\b", message)
+    if match and int(match[1]) < len(origin):
+        message = f"{unit} {origin[int(match[1])]}{message[match.end() :]}"
     names = {"userId": "distinct_id", "anonymousId": "distinct_id", "previousId": "alias"}
     if vendor == "mixpanel":
         names["timestamp"] = "time"
