@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import orjson
 from sqlalchemy import func, select
 
 from bot.errors import PqlbotError
@@ -79,17 +79,27 @@ def _lines(fh: BinaryIO, start: int) -> Iterator[tuple[int, bytes | None]]:
             yield fh.tell(), raw
 
 
-def _derived_id(line: bytes) -> str:
-    return "backfill:" + hashlib.sha1(line.strip(), usedforsecurity=False).hexdigest()
+class _Ids:
+    """Ids for lines that carry none, derived from their content, so reading a file twice (or two
+    exports that overlap) stores each event once. A line repeated within one file (five uses of
+    a feature on a day, in an export that only gives dates) is five events: its n-th occurrence
+    gets an id of its own."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, int] = {}
+
+    def count(self, line: bytes) -> str:
+        digest = hashlib.sha1(line.strip(), usedforsecurity=False).digest()
+        n = self.seen.get(digest, 0)
+        self.seen[digest] = n + 1
+        return "backfill:" + digest.hex() + (f"#{n + 1}" if n else "")
 
 
-def _jsonl_message(line: bytes, group_key: str) -> dict[str, Any]:
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        raise BadRequest("not valid JSON") from None
-    except RecursionError:
-        raise BadRequest("nested too deeply") from None
+def _jsonl_message(line: bytes, group_key: str, derived_id: str) -> dict[str, Any]:
+    try:  # orjson, as on the HTTP routes: no NaN, Infinity or lone surrogates get in
+        msg = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"not valid JSON ({str(exc).split(':')[0]})") from None
     if not isinstance(msg, dict):
         raise BadRequest("must be a JSON object")
     if "type" not in msg and isinstance(msg.get("properties"), dict) and "distinct_id" in msg["properties"]:
@@ -99,7 +109,7 @@ def _jsonl_message(line: bytes, group_key: str) -> dict[str, Any]:
         msg = translated.messages[0]
     if msg.get("timestamp") in (None, "") and msg.get("originalTimestamp") in (None, ""):
         raise BadRequest("timestamp is missing (a backfill needs each event's own time)")
-    msg.setdefault("messageId", _derived_id(line))
+    msg.setdefault("messageId", derived_id)
     return msg
 
 
@@ -119,7 +129,7 @@ class _Csv:
         if len(set(self.names)) != len(self.names):
             raise PqlbotError("the CSV header names a column twice")
 
-    def message(self, line: bytes) -> dict[str, Any]:
+    def message(self, line: bytes, derived_id: str) -> dict[str, Any]:
         try:
             (row,) = csv.reader([line.decode("utf-8")])
         except UnicodeDecodeError:
@@ -140,7 +150,7 @@ class _Csv:
             "event": values["event"],
             "timestamp": stamp,
             "properties": {k: v for k, v in values.items() if k not in CSV_KNOWN and v != ""},
-            "messageId": values.get("message_id") or _derived_id(line),
+            "messageId": values.get("message_id") or derived_id,
         }
         if values.get("account_id"):
             msg["context"] = {"groupId": values["account_id"]}
@@ -161,12 +171,20 @@ def _event(msg: dict[str, Any], now: datetime) -> Event:
     else:
         msg = {k: v for k, v in msg.items() if k != "sentAt"}
     received = min(received, now)
+    for key, value in msg.items():
+        if clean.depth(value) > clean.MAX_DEPTH:
+            raise BadRequest(f"{str(key)[:40]!r} is nested more than {clean.MAX_DEPTH} levels deep")
     try:
-        if len(json.dumps(msg, default=str)) > segment.MAX_MESSAGE_BYTES:
+        if len(orjson.dumps(msg, default=str)) > segment.MAX_MESSAGE_BYTES:
             raise BadRequest("over the 32 KB limit of a single message")
-        return segment.parse_message(msg, None, received, None, {}, "backfill")
-    except clean.FieldError as exc:
+        event = segment.parse_message(msg, None, received, None, {}, "backfill")
+    except (clean.FieldError, TypeError) as exc:
         raise BadRequest(str(exc)) from None
+    if "future_timestamp" in event.flags:
+        # Live traffic from a fast clock is clamped to its receive time; history dated in the
+        # future is a broken export, and storing it as "now" would make a dormant user active.
+        raise BadRequest(f"timestamp {str(msg.get('timestamp'))[:40]} is in the future")
+    return event
 
 
 def run(
@@ -199,17 +217,18 @@ def run(
             header = fh.readline(MAX_LINE)
             parser = _Csv(header)
             start, line_no = len(header), 1
+        done_to = 0  # what an earlier, interrupted run stored: read again only to count repeats
         if saved is not None and not restart and saved.byte_offset <= size:
             if saved.byte_offset == size and saved.finished_at is not None:
                 out.already_done = saved.finished_at
                 out.lines = saved.line
                 return out
             if saved.byte_offset > start:
-                start, line_no = saved.byte_offset, saved.line
-                out.resumed_at = line_no
+                done_to = saved.byte_offset
         now = pipeline.clock()
         ingest = pipeline._ingest if alerts else pipeline.ingest_quietly
         chunk: list[Event] = []
+        ids = _Ids()
 
         def commit(offset: int, finished: bool) -> None:
             if chunk:
@@ -221,24 +240,41 @@ def run(
             if progress is not None:
                 progress(offset, size, line_no)
 
-        offset = start
+        offset, end, finished = start, start, True
         for offset, raw in _lines(fh, start):
             line_no += 1
+            if offset <= done_to:
+                if raw is not None and raw.strip():
+                    ids.count(raw)
+                out.resumed_at = line_no
+                end = offset
+                continue
             out.lines += 1
             if raw is None:
                 _bad(out, line_no, f"over the {MAX_LINE // 1024} KB line limit")
+                end = offset
                 continue
             if not raw.strip():
+                end = offset
                 continue
             try:
-                msg = parser.message(raw) if parser is not None else _jsonl_message(raw, group_key)
+                derived = ids.count(raw)
+                msg = parser.message(raw, derived) if parser is not None else _jsonl_message(raw, group_key, derived)
                 chunk.append(_event(msg, now))
             except BadRequest as exc:
+                if not raw.endswith(b"\n"):
+                    # The last line has no end: a file still being written. Keep the position
+                    # before it, so a run once the file is complete reads the whole line.
+                    _bad(out, line_no, f"{exc}; the line has no end yet (run again once the file is complete)")
+                    finished = False
+                    break
                 _bad(out, line_no, str(exc), csv_names=parser is not None)
-                continue
+            end = offset
             if len(chunk) >= CHUNK:
-                commit(offset, finished=False)
-        commit(offset, finished=True)
+                commit(end, finished=False)
+        if not finished:
+            line_no -= 1  # the unfinished line is not behind the saved position
+        commit(end, finished=finished)
         with db.read() as s:
             pqls_after = int(s.scalar(select(func.count()).select_from(LEADS).where(LEADS.c.qualified)) or 0)
         out.new_pqls = max(0, pqls_after - pqls_before)

@@ -164,3 +164,91 @@ def test_backfill_refuses_a_csv_without_the_needed_columns_in_one_line(tmp_path:
     assert "lacks user_id, event, timestamp" in run.stderr.strip().splitlines()[-1]
     missing = _cli(tmp_path, "backfill", "nothere.jsonl")
     assert missing.returncode == 2 and "nothere.jsonl is not a file" in missing.stderr
+
+
+def test_lines_nothing_could_store_are_bad_lines_and_the_rest_is_stored(tmp_path: Path) -> None:
+    """NaN, Infinity and lone surrogates once aborted a whole backfill on PostgreSQL (and were
+    stored as invalid JSON on SQLite); deep nesting was a traceback; a future date became today."""
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    good = {"type": "track", "userId": "g", "event": "Project Created", "timestamp": _iso(3)}
+    deep: Any = 1
+    for _ in range(500):
+        deep = [deep]
+    lines = [
+        json.dumps(good)[:-1] + ', "properties": {"a": NaN}}',
+        json.dumps(good)[:-1] + ', "properties": {"a": Infinity}}',
+        json.dumps(good)[:-1] + ', "properties": {"a": "\\ud800"}}',
+        json.dumps({**good, "properties": {"a": deep}}),
+        json.dumps({**good, "timestamp": "2099-01-01T00:00:00Z"}),
+        json.dumps(good),
+    ]
+    (tmp_path / "odd.jsonl").write_text("\n".join(lines) + "\n")
+    run = _cli(tmp_path, "backfill", "odd.jsonl")
+    assert "Traceback" not in run.stderr and run.returncode == 1, run.stderr
+    assert "1 event stored, 0 already stored, 5 bad" in run.stdout
+    for n in (1, 2, 3):
+        assert f"line {n}: not valid JSON" in run.stdout
+    assert "line 4: 'properties' is nested more than" in run.stdout
+    assert "line 5: timestamp 2099-01-01T00:00:00Z is in the future" in run.stdout
+    assert _count(_db(tmp_path), EVENTS) == 1
+
+
+def test_identical_rows_are_separate_events_and_a_second_read_still_adds_none(tmp_path: Path) -> None:
+    """An export that gives only dates repeats a row for each use of the feature in a day: five
+    rows are five uses (the core-feature habit), not one event and four duplicates."""
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    day = (datetime.now(UTC) - DAY).date().isoformat()
+    (tmp_path / "uses.csv").write_text("user_id,event,timestamp\n" + f"d1,Core Feature Used,{day}\n" * 5)
+    run = _cli(tmp_path, "backfill", "uses.csv")
+    assert "5 events stored, 0 already stored" in run.stdout, run.stdout + run.stderr
+    again = _cli(tmp_path, "backfill", "uses.csv", "--restart")
+    assert "0 events stored, 5 already stored" in again.stdout
+    with _db(tmp_path).read() as s:
+        assert s.scalar(select(USERS.c.score).where(USERS.c.external_id == "d1")) == 15
+
+
+def test_a_resumed_backfill_keeps_repeats_before_and_after_the_stop_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import backfill
+
+    db = _db(tmp_path)
+    db.upgrade()
+    pipeline = Pipeline(db)
+    pipeline.ensure_model()
+    path = tmp_path / "same.csv"
+    path.write_text("user_id,event,timestamp\n" + "r,Core Feature Used,2026-11-30\n" * 12)
+    monkeypatch.setattr(backfill, "CHUNK", 5)
+    real = pipeline.ingest_quietly
+    calls = {"n": 0}
+
+    def dies_on_the_second_chunk(events: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(events)
+
+    monkeypatch.setattr(pipeline, "ingest_quietly", dies_on_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        backfill.run(path=path, pipeline=pipeline, group_key="company_id")
+    monkeypatch.setattr(pipeline, "ingest_quietly", real)
+    out = backfill.run(path=path, pipeline=pipeline, group_key="company_id")
+    assert (out.resumed_at, out.stored, out.duplicates) == (6, 7, 0)
+    assert _count(db, EVENTS) == 12
+
+
+def test_a_last_line_still_being_written_is_read_whole_on_the_next_run(tmp_path: Path) -> None:
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    lines = [
+        json.dumps({"type": "track", "userId": f"t{i}", "event": "Invite Sent", "timestamp": _iso(2)})
+        for i in range(801)
+    ]
+    path = tmp_path / "growing.jsonl"  # over 64 KB, so the file is known again by its first bytes
+    path.write_text("\n".join(lines[:800]) + "\n" + lines[800][:30])  # the writer is half-way through
+    first = _cli(tmp_path, "backfill", "growing.jsonl")
+    assert "800 events stored" in first.stdout and "line 801:" in first.stdout and "no end yet" in first.stdout
+    path.write_text("\n".join(lines) + "\n")
+    second = _cli(tmp_path, "backfill", "growing.jsonl")
+    assert "resumed after line 800" in second.stdout, second.stdout
+    assert "1 event stored, 0 already stored, 0 bad" in second.stdout
+    assert _count(_db(tmp_path), EVENTS) == 801
