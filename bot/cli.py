@@ -371,11 +371,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
         return 1 if args.apply else 0
     if best is None:
-        top = max(result.rows, key=lambda r: r.precision)
-        print(
-            f"no threshold reaches a precision of {min_precision:.0%}; "
-            f"the best is {top.precision:.0%} at {top.threshold}"
-        )
+        caught = [r for r in result.rows if r.converted]
+        if min_precision is not None and caught:
+            top = max(caught, key=lambda r: r.precision)
+            print(
+                f"no threshold reaches a precision of {min_precision:.0%}; "
+                f"the best is {top.precision:.0%} at {top.threshold}"
+            )
+        else:
+            print(
+                f"none of the {_n(result.customers, 'customer')} reached any threshold before converting, "
+                "so no threshold can be suggested from this history"
+            )
         return 1 if args.apply else 0
     why = (
         f"the lowest with a precision of at least {min_precision:.0%}"

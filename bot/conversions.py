@@ -6,6 +6,7 @@
 A column named `id` (or a file without a header: identifier, date) is looked up as a user id,
 then an account id, then an email. A date without a time means midnight in PQLBOT_TIMEZONE.
 The whole file is checked first: one malformed row refuses the file and nothing is recorded.
+Then every row is looked up, reading only, and the changes are written in short transactions.
 Identifiers pqlbot has never seen are reported, not refused (a CRM knows customers who never
 used the free product). Importing the same file twice changes nothing; an earlier date wins.
 """
@@ -24,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from bot.errors import UserInputError
 from storage import ACCOUNT, USER, Database
-from storage._sql import affected, chunks
+from storage._sql import chunks
 from storage.leads import lead_of_subject, mark_converted
+from storage.queries import ALREADY_CUSTOMER
 from storage.tables import ACCOUNTS, IDENTITIES, USERS
 
 MAX_BYTES = 64 * 1024 * 1024
@@ -188,52 +190,68 @@ def _resolve(session: Session, row: Row) -> tuple[list[tuple[int, int | None]], 
     return [], None
 
 
-def _convert(session: Session, kind: str, subject_id: int, at: datetime, out: Outcome) -> bool:
+def _convert(session: Session, kind: str, subject_id: int, at: datetime) -> None:
+    """`at` as the subject's conversion time unless an earlier one is recorded (a compare-and-set:
+    a live `Subscription Started` arriving meanwhile is kept when it is earlier)."""
     table = USERS if kind == USER else ACCOUNTS
-    res = session.execute(
+    session.execute(
         update(table)
         .where(table.c.id == subject_id, or_(table.c.customer_since.is_(None), table.c.customer_since > at))
         .values(customer_since=at)
     )
     mark_converted(session=session, kind=kind, subject_id=subject_id, at=at)
-    changed = affected(res) == 1
-    if changed:
-        (out.users if kind == USER else out.accounts).add(subject_id)
-    return changed
 
 
 def record(
     db: Database, rows: Iterable[Row], *, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
 ) -> Outcome:
-    """Record the conversions in one transaction (all or nothing); with `dry_run`, roll back."""
+    """Record the conversions. Every row is looked up first, reading only (a dry run ends
+    there); the writes then go in short transactions, so live ingest is never held up for long.
+    A run cut off part-way is finished by running it again: recording is idempotent."""
     rows = list(rows)
     out = Outcome(rows=len(rows))
-    with db.write(scoring=True) as s:
-        done = 0
-        for part in chunks(rows, 1000):
+    earliest: dict[tuple[str, int], datetime] = {}  # what each subject's conversion time becomes
+    done = 0
+    for part in chunks(rows, 1000):
+        with db.read() as s:
             for row in part:
                 users, account = _resolve(s, row)
                 if not users and account is None:
                     out.missing.append(row)
                     continue
-                changed = False
                 accounts = {a for _, a in users if a is not None} | ({account} if account is not None else set())
-                for user_id, _ in users:
-                    changed |= _convert(s, USER, user_id, row.at, out)
-                for account_id in accounts:
-                    changed |= _convert(s, ACCOUNT, account_id, row.at, out)
+                subjects = [(USER, u) for u, _ in users] + [(ACCOUNT, a) for a in accounts]
+                changed = False
+                for kind, subject_id in subjects:
+                    if (kind, subject_id) not in earliest:
+                        table = USERS if kind == USER else ACCOUNTS
+                        current = s.scalar(select(table.c.customer_since).where(table.c.id == subject_id))
+                        earliest[(kind, subject_id)] = (
+                            current if current is not None else datetime.max.replace(tzinfo=row.at.tzinfo)
+                        )
+                    if row.at < earliest[(kind, subject_id)]:
+                        earliest[(kind, subject_id)] = row.at
+                        (out.users if kind == USER else out.accounts).add(subject_id)
+                        changed = True
                 if not changed:
                     out.already += 1
-            done += len(part)
-            if progress is not None:
-                progress(done, len(rows))
-        for kind, ids in ((ACCOUNT, out.accounts), (USER, out.users)):
-            for subject_id in ids:
-                lead = lead_of_subject(session=s, kind=kind, subject_id=subject_id)
-                if lead and lead.first_alerted_at and lead.converted_at:
-                    out.pql_days.append(max(0.0, (lead.converted_at - lead.first_alerted_at).total_seconds() / 86400))
-        if dry_run:
-            s.rollback()
+        done += len(part)
+        if progress is not None:
+            progress(done, len(rows))
+    changed_subjects = [(USER, u) for u in out.users] + [(ACCOUNT, a) for a in out.accounts]
+    if not dry_run:
+        for part_subjects in chunks(changed_subjects, 500):
+            with db.write(scoring=True) as s:
+                for kind, subject_id in part_subjects:
+                    _convert(s, kind, subject_id, earliest[(kind, subject_id)])
+    with db.read() as s:
+        for kind, subject_id in changed_subjects:
+            lead = lead_of_subject(session=s, kind=kind, subject_id=subject_id)
+            if lead is None or lead.first_alerted_at is None:
+                continue
+            converted = lead.converted_at if not dry_run else earliest[(kind, subject_id)]
+            if converted is not None and converted >= lead.first_alerted_at - ALREADY_CUSTOMER:
+                out.pql_days.append(max(0.0, (converted - lead.first_alerted_at).total_seconds() / 86400))
     return out
 
 

@@ -130,7 +130,8 @@ def suggest(rows: Iterable[Row], min_precision: float | None = None) -> Row | No
     if min_precision is not None:
         meeting = [r for r in useful if r.precision >= min_precision]
         return min(meeting, key=lambda r: r.threshold) if meeting else None
-    return max(useful, key=lambda r: (r.f1, r.threshold), default=None)
+    best = max(useful, key=lambda r: (r.f1, r.threshold), default=None)
+    return best if best is not None and best.f1 > 0 else None  # no threshold caught a customer
 
 
 def candidate_thresholds(model: Model) -> list[int]:

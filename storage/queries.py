@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -211,6 +211,12 @@ class MonthRow:
         return self.converted / self.pqls if self.pqls else 0.0
 
 
+# A conversion dated over a week before sales was first alerted (an import from a CRM, say) was a
+# customer already, not a PQL that converted. The week's grace allows for late data: a date-only
+# row is midnight, and events may reach pqlbot days after they happened.
+ALREADY_CUSTOMER = timedelta(days=7)
+
+
 def conversion_by_month(*, session: Session, months: int, now: datetime, zone: tzinfo) -> list[MonthRow]:
     """PQL-to-customer conversion by monthly cohort: the month sales was first alerted to a lead
     (a threshold crossing or a raised hand), in `zone`; days to convert count from that alert."""
@@ -227,14 +233,16 @@ def conversion_by_month(*, session: Session, months: int, now: datetime, zone: t
     cohorts: dict[str, list[float | None]] = {k: [] for k in keys}
     cohort = func.coalesce(LEADS.c.first_alerted_at, LEADS.c.first_qualified_at)
     rows = session.execute(
-        select(cohort, LEADS.c.converted_at).where(
+        select(cohort, LEADS.c.converted_at, LEADS.c.first_alerted_at).where(
             cohort.is_not(None),
             cohort >= start,
             LEADS.c.merged_into.is_(None),  # a lead folded into another counts there
         )
     )
-    for first, converted in rows:
+    for first, converted, alerted in rows:
         key = first.astimezone(zone).strftime("%Y-%m")
+        if converted is not None and alerted is not None and converted < alerted - ALREADY_CUSTOMER:
+            continue  # a customer already when sales was alerted: not a PQL that converted
         if key in cohorts:
             days = max(0.0, (converted - first).total_seconds() / 86400) if converted else None
             cohorts[key].append(days)

@@ -200,3 +200,31 @@ def test_calibrate_refuses_bad_options_in_one_line(tmp_path: Path, history: str)
         assert out.returncode == 1 and words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     out = pqlbot(tmp_path, history, "calibrate", "--level", "teams")
     assert out.returncode == 2 and "--level" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_customer_before_the_alert_is_not_a_pql_that_converted(tmp_path: Path, history: str) -> None:
+    """A CRM row dated months before sales was alerted once counted as a conversion in 0 days."""
+    csv = tmp_path / "old.csv"
+    csv.write_text("account_id,converted_at\nacct-b,2026-06-01\n", encoding="utf-8")
+    dry = pqlbot(tmp_path, history, "conversions", "import", "--dry-run", str(csv))
+    assert "would record 1 account" in dry.stdout and "acct-b" not in _customers(history)
+    out = pqlbot(tmp_path, history, "conversions", "import", str(csv))
+    assert "recorded 1 account" in out.stdout and "was a PQL" not in out.stdout, out.stdout
+    assert "acct-b" in _customers(history)
+    report = pqlbot(tmp_path, history, "report", "--months", "2")
+    month = NOW.strftime("%Y-%m")
+    (row,) = [ln for ln in report.stdout.splitlines() if ln.startswith(month)]
+    assert row.split()[1:4] == ["1", "1", "100%"], report.stdout  # acct-a only: acct-b bought before
+
+
+def test_calibrate_with_customers_no_threshold_caught_says_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/quiet.db"
+    with runtime(url) as (rt, _):
+        _account(rt, "acct-q", core=1)
+    csv = tmp_path / "q.csv"
+    csv.write_text(f"account_id,converted_at\nacct-q,{YESTERDAY}\n", encoding="utf-8")
+    assert pqlbot(tmp_path, url, "conversions", "import", str(csv)).returncode == 0
+    for extra in ((), ("--apply",)):
+        out = pqlbot(tmp_path, url, "calibrate", *extra)
+        assert "Traceback" not in out.stderr, out.stderr
+        assert "no threshold can be suggested" in out.stdout
