@@ -145,7 +145,7 @@ def replay(
 
 
 def parse_precision(text: str) -> float:
-    """`0.3`, `30%` or `30` (percent) as a fraction in (0, 1]."""
+    """`0.3` or `30%` as a fraction in (0, 1]."""
     value = text.strip()
     try:
         number = float(value.rstrip("%"))
@@ -153,8 +153,12 @@ def parse_precision(text: str) -> float:
         raise UserInputError(
             f"--min-precision {value[:20]!r} is not a number; give a fraction like 0.3 or 30%"
         ) from None
-    if value.endswith("%") or number > 1:
+    if value.endswith("%"):
         number /= 100
+    elif number > 1:
+        raise UserInputError(
+            f"--min-precision {value[:20]} is ambiguous: give a fraction like 0.3 or a percentage like 30%"
+        )
     if not 0 < number <= 1 or number != number:
         raise UserInputError(f"--min-precision {value[:20]} is not between 0 and 100%")
     return number

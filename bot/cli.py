@@ -250,8 +250,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     path = Path(args.file)
+    if not path.exists():
+        raise ConfigError(f"{args.file} does not exist")
     if not path.is_file():
         raise ConfigError(f"{args.file} is not a file")
+    try:
+        with path.open("rb") as fh:
+            compressed = fh.read(2) == b"\x1f\x8b"
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file}: {exc.strerror or type(exc).__name__}") from None
+    if compressed:
+        raise ConfigError(f"{args.file} is gzip-compressed: unpack it first (gunzip -k {args.file})")
     pipeline = _pipeline(settings)
     tty = sys.stderr.isatty()
     last = [-1]
@@ -265,14 +274,21 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             sys.stderr.write(f"backfill: {pct}% ({lines:,} lines)\n")
         last[0] = pct
 
-    out = backfill.run(
-        path=path,
-        pipeline=pipeline,
-        group_key=settings.mixpanel_group_key,
-        restart=args.restart,
-        alerts=args.alerts,
-        progress=progress,
-    )
+    try:
+        out = backfill.run(
+            path=path,
+            pipeline=pipeline,
+            group_key=settings.mixpanel_group_key,
+            restart=args.restart,
+            alerts=args.alerts,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nstopped; what was stored is kept. Run `pqlbot backfill {args.file}` again to go on from there.",
+            file=sys.stderr,
+        )
+        return 130
     if out.already_done is not None:
         print(
             f"{args.file} was read to the end (line {out.lines:,}) on {out.already_done:%Y-%m-%d %H:%M} UTC: "
@@ -419,6 +435,8 @@ def _n(count: int, word: str) -> str:
 
 def _months(text: str) -> int:
     try:
+        if not text.strip().isascii() or not text.strip().isdigit():
+            raise ValueError
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of months") from None

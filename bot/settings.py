@@ -175,6 +175,8 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
     """Build the settings, turning the first problem into a one-line ConfigError."""
     try:
         return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except UnicodeDecodeError:
+        raise ConfigError(f"{env_file} is not UTF-8 text: save it as UTF-8 (or remove it)") from None
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         name = str(err["loc"][0]) if err["loc"] else "settings"

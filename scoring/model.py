@@ -371,7 +371,12 @@ def load_model(text: str, *, complete: bool = False) -> Model:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ModelError([f"(model): not valid YAML{where}"]) from None
-    return model_from_dict(data, complete=complete)
+    except RecursionError:
+        raise ModelError(["(model): nested too deeply to be a model"]) from None
+    try:
+        return model_from_dict(data, complete=complete)
+    except RecursionError:
+        raise ModelError(["(model): nested too deeply to be a model"]) from None
 
 
 def _lists_to_tuples(data: Any) -> Any:

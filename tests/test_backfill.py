@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -163,7 +164,10 @@ def test_backfill_refuses_a_csv_without_the_needed_columns_in_one_line(tmp_path:
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "lacks user_id, event, timestamp" in run.stderr.strip().splitlines()[-1]
     missing = _cli(tmp_path, "backfill", "nothere.jsonl")
-    assert missing.returncode == 2 and "nothere.jsonl is not a file" in missing.stderr
+    assert missing.returncode == 2 and "nothere.jsonl does not exist" in missing.stderr
+    (tmp_path / "h.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))
+    packed = _cli(tmp_path, "backfill", "h.jsonl.gz")
+    assert packed.returncode == 2 and "gzip-compressed" in packed.stderr
 
 
 def test_lines_nothing_could_store_are_bad_lines_and_the_rest_is_stored(tmp_path: Path) -> None:

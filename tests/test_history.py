@@ -195,6 +195,7 @@ def test_calibrate_refuses_bad_options_in_one_line(tmp_path: Path, history: str)
         (("--since", "2999-01-01"), "in the future"),
         (("--min-precision", "abc"), "--min-precision"),
         (("--min-precision", "150%"), "between 0 and 100%"),
+        (("--min-precision", "2"), "ambiguous"),
     ):
         out = pqlbot(tmp_path, history, "calibrate", *args)
         assert out.returncode == 1 and words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

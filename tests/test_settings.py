@@ -109,3 +109,18 @@ def test_secrets_never_show_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch, t
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert "has space" not in str(err.value)
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"PQLBOT_TIMEZONE=UTC\n\xff\xfe x\n")
+    result = _serve(tmp_path, GOOD)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert ".env is not UTF-8" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_model_file_nested_a_thousand_deep_is_refused_in_one_line(tmp_path: Path) -> None:
+    model = tmp_path / "deep.yaml"
+    model.write_text("a: " + "[" * 1000 + "]" * 1000 + "\n")
+    result = _serve(tmp_path, {**GOOD, "PQLBOT_MODEL": str(model)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "PQLBOT_MODEL" in result.stderr and "nested too deeply" in result.stderr
