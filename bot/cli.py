@@ -505,7 +505,10 @@ def _require_existing_database(settings: Settings) -> None:
 
     db = Database(settings.database_url)
     if db.is_sqlite and db.url.database and not Path(db.url.database).exists():
-        raise ConfigError(f"DATABASE_URL names {db.url.database}, which does not exist: {HINTS['DATABASE_URL']}")
+        raise ConfigError(
+            f"DATABASE_URL names {db.url.database}, which does not exist: check the path, "
+            "or create it with `pqlbot db upgrade` (or `pqlbot serve`)"
+        )
     if db.revision() is None:
         raise ConfigError(
             "DATABASE_URL names a database pqlbot has not set up; run `pqlbot db upgrade` or `pqlbot serve`"

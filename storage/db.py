@@ -29,6 +29,8 @@ def normalise_url(raw: str) -> URL:
     """Parse a database URL; PostgreSQL URLs use psycopg 3 whatever driver they name."""
     try:
         url = make_url(raw.strip())
+    except ValueError:  # a port that is not a number
+        raise DatabaseURLError("has a port that is not a number") from None
     except ArgumentError:
         raise DatabaseURLError(
             "is not a database URL (like sqlite:///pqlbot.db or postgresql://user@host/db)"

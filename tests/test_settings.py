@@ -42,6 +42,7 @@ def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
         ({**GOOD, "PQLBOT_SLACK_ADMINS_ARE_ADMINS": "perhaps"}, "PQLBOT_SLACK_ADMINS_ARE_ADMINS"),
         ({**GOOD, "DATABASE_URL": "mysql://db/pql"}, "DATABASE_URL"),
         ({**GOOD, "DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({**GOOD, "DATABASE_URL": "postgresql://u:p@db:notaport/pql"}, "DATABASE_URL"),
         ({**GOOD, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, "DATABASE_URL"),
         ({**GOOD, "PQLBOT_MODEL": "/no/such/model.yaml"}, "PQLBOT_MODEL"),
         ({**GOOD, "SLACK_API_URL": "slack.com/api"}, "SLACK_API_URL"),
