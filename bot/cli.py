@@ -415,6 +415,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.apply:
         print(f"run `pqlbot calibrate --apply` with the same options to make {best.threshold} the threshold")
         return 0
+    if result.level == "users":
+        print(
+            "note: the threshold is one for users and accounts alike; this sets it from the users' history, "
+            "so accounts are re-scored against it too"
+        )
     services = Services(settings=settings, db=pipeline.db, pipeline=pipeline)
     threshold = best.threshold
     changed = change_model(

@@ -125,8 +125,11 @@ def calibrate(
 
 
 def suggest(rows: Iterable[Row], min_precision: float | None = None) -> Row | None:
-    """The threshold to use: the lowest meeting `min_precision`, else the best F1 (ties: higher)."""
-    useful = [r for r in rows if r.pqls]
+    """The threshold to use: the lowest meeting `min_precision`, else the best F1 (ties: higher);
+    only thresholds that do better than the base conversion rate."""
+    # A threshold whose PQLs convert no more often than everyone does (lift 1.0: every subject
+    # a PQL, say) tells sales nothing; it is never suggested, however good its recall.
+    useful = [r for r in rows if r.pqls and r.lift > 1.0 + 1e-9]
     if min_precision is not None:
         meeting = [r for r in useful if r.precision >= min_precision]
         return min(meeting, key=lambda r: r.threshold) if meeting else None
