@@ -262,6 +262,7 @@ class Pipeline:
                 "lead_id": lead_id,
                 "what": hr.what,
                 "raised_at": hr.at.isoformat(),
+                "cooldown_hours": model.hand_raisers.cooldown_hours,
                 "who": _who(user),
                 **summary(session=s, kind=kind, subject_id=subject, model=model, now=now),
             }

@@ -75,6 +75,7 @@ def test_a_hand_raiser_becomes_the_contact(server: LiveServer) -> None:
     raised = server.wait_alerts(2)[1]
     assert raised["text"].startswith("Hand-raiser: Grace Hopper at Northwind Traders")
     assert re.search(r"Whom to contact:\* \*Grace Hopper\*.*raised a hand", texts(raised))
+    assert "alerts at most once a day per account" in texts(raised)  # the model's 24-hour cooldown
     assert "Whom to contact:* *Grace Hopper*" in server.command("account acct-nw")
 
 
@@ -107,7 +108,7 @@ def test_account_answer_shows_the_alert_snapshot_and_the_trend(server: LiveServe
     for _ in range(3):
         _send(server, track("u-ada", "Project Created"))
     out = server.command("account acct-nw")
-    assert "Score *55*" in out and "up 35 on a week ago" in out
+    assert "Score *55*" in out and "up 35 from a week ago" in out
     assert re.search(
         r"alerted <!date\^\d+\^\{ago\}\|[^>]+> at \*45\* \(Invited 2\+ teammates, Activated an integration\)", out
     )

@@ -63,3 +63,21 @@ def test_fit_holds_a_message_to_block_kit_limits() -> None:
     assert all(len(b["text"]["text"]) <= 3000 for b in out.blocks if b["type"] == "section")
     assert len(out.blocks[0]["elements"][0]["text"]["text"]) <= 75
     assert len(out.text) <= 3000
+
+
+def test_a_hand_raiser_footer_states_the_live_cooldown_for_the_subject() -> None:
+    base = {
+        "kind": "hand_raiser",
+        "lead_id": 7,
+        "what": "Billing",
+        "raised_at": datetime(2026, 12, 1, tzinfo=UTC).isoformat(),
+        "who": {"display": "Ada", "email": None, "role": None},
+        "subject": {"kind": "user", "name": "Ada"},
+        "score": 10,
+        "threshold": 45,
+        "signals": [],
+    }
+    lone = json.dumps(render("hand_raiser_alert.json.j2", a={**base, "cooldown_hours": 48}, claimed_by=None).blocks)
+    assert "at most once every 2 days per person" in lone
+    odd = json.dumps(render("hand_raiser_alert.json.j2", a={**base, "cooldown_hours": 6}, claimed_by=None).blocks)
+    assert "at most once every 6 hours per person" in odd and "a day" not in odd

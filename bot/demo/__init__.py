@@ -171,20 +171,24 @@ def run_demo(verbose: bool = False, out: Any = None, database: str | None = None
         try:
             progress = _Progress(len(stream), out)
             sent = 0
+            arrived: list[float] = []  # when each alert reached Slack, on the replay's clock
             for batch in batches(stream):
                 clock.set(datetime.fromisoformat(batch[-1]["timestamp"]))
                 _post(url, key, batch, clock())
                 sent += len(batch)
                 progress.update(sent)
                 _drain(runtime)
+                posted = len(standin.posted("chat.postMessage"))
+                arrived.extend([clock().timestamp()] * (posted - len(arrived)))
             clock.set(end)
             runtime.pipeline.rescore_all()  # what the hourly re-evaluation would have done by now
             _drain(runtime)
             alerts = standin.posted("chat.postMessage")
             ingest_seconds = time.monotonic() - started
-            out.write("\n" + style.bold(f"#sales-alerts: {len(alerts)} alerts") + "\n")
-            for msg in alerts:
-                out.write(draw(msg, style) + "\n")
+            arrived.extend([clock().timestamp()] * (len(alerts) - len(arrived)))
+            out.write("\n" + style.bold(f"#sales-alerts: {len(alerts)} alerts, each as it read when it arrived") + "\n")
+            for msg, at in zip(alerts, arrived, strict=False):
+                out.write(draw(msg, style, now=at) + "\n")
             out.write("\n" + style.bold("/pql top") + "\n")
             answer = _ask(url, secret, standin, "top")
             out.write(draw(answer, style) + "\n")

@@ -35,13 +35,14 @@ class Style:
         return f"\033[30;42m {text} \033[0m" if self.color else f"[ {text} ]"
 
 
-def mrkdwn(text: str, style: Style) -> str:
-    """Slack mrkdwn to terminal text: mentions, links, emoji, bold, entities."""
+def mrkdwn(text: str, style: Style, now: float | None = None) -> str:
+    """Slack mrkdwn to terminal text: mentions, links, emoji, bold, entities. Relative dates are
+    as a reader sees them at `now` (a Unix time; default: the wall clock)."""
 
     def entity(m: re.Match[str]) -> str:
         target, label = m.group(1), m.group(2)
         if target.startswith("!date^"):
-            return _ago(target, label or "")
+            return _ago(target, label or "", now)
         if target.startswith("@"):
             return "@" + target[1:]
         if target.startswith("#"):
@@ -55,10 +56,10 @@ def mrkdwn(text: str, style: Style) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _ago(token: str, fallback: str) -> str:
-    """`<!date^UNIX^{ago}|fallback>` as Slack shows it to a reader now."""
+def _ago(token: str, fallback: str, now: float | None = None) -> str:
+    """`<!date^UNIX^{ago}|fallback>` as Slack shows it to a reader at `now`."""
     try:
-        seconds = time.time() - int(token.split("^")[1])
+        seconds = (time.time() if now is None else now) - int(token.split("^")[1])
     except (IndexError, ValueError):
         return fallback
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -68,7 +69,8 @@ def _ago(token: str, fallback: str) -> str:
     return "just now"
 
 
-def draw(message: dict[str, Any], style: Style, width: int | None = None) -> str:
+def draw(message: dict[str, Any], style: Style, width: int | None = None, now: float | None = None) -> str:
+    """`message` as a terminal card; relative dates as a reader saw them at `now` (Unix time)."""
     width = width or min(100, shutil.get_terminal_size((100, 24)).columns)
     inner = width - 4
     lines: list[str] = []
@@ -81,17 +83,17 @@ def draw(message: dict[str, Any], style: Style, width: int | None = None) -> str
     for block in message.get("blocks") or []:
         kind = block.get("type")
         if kind == "header":
-            add(style.bold(mrkdwn(block["text"]["text"], style)))
+            add(style.bold(mrkdwn(block["text"]["text"], style, now)))
         elif kind == "section":
             if block.get("text"):
-                add(mrkdwn(block["text"]["text"], style))
+                add(mrkdwn(block["text"]["text"], style, now))
             for f in block.get("fields") or []:
-                add(mrkdwn(f["text"], style))
+                add(mrkdwn(f["text"], style, now))
             acc = block.get("accessory")
             if acc and acc.get("type") == "button":
                 lines.append(style.button(acc["text"]["text"]))
         elif kind == "context":
-            add(" · ".join(mrkdwn(e.get("text", ""), style) for e in block.get("elements", [])), dim=True)
+            add(" · ".join(mrkdwn(e.get("text", ""), style, now) for e in block.get("elements", [])), dim=True)
         elif kind == "actions":
             lines.append(
                 "  ".join(
@@ -101,7 +103,7 @@ def draw(message: dict[str, Any], style: Style, width: int | None = None) -> str
         elif kind == "divider":
             lines.append("─" * inner)
     if not lines:
-        add(mrkdwn(message.get("text", ""), style))
+        add(mrkdwn(message.get("text", ""), style, now))
     top = "┌" + "─" * (width - 2) + "┐"
     bottom = "└" + "─" * (width - 2) + "┘"
     return "\n".join([top, *("│ " + ln for ln in lines), bottom])
