@@ -107,6 +107,8 @@ def _jsonl_message(line: bytes, group_key: str, derived_id: str) -> dict[str, An
         if not translated.messages:
             raise BadRequest("a Mixpanel event pqlbot does not use")
         msg = translated.messages[0]
+        if msg.get("timestamp") is None:
+            raise BadRequest("properties.time is missing (a backfill needs each event's own time)")
     if msg.get("timestamp") in (None, "") and msg.get("originalTimestamp") in (None, ""):
         raise BadRequest("timestamp is missing (a backfill needs each event's own time)")
     msg.setdefault("messageId", derived_id)
@@ -115,6 +117,8 @@ def _jsonl_message(line: bytes, group_key: str, derived_id: str) -> dict[str, An
 
 class _Csv:
     def __init__(self, header: bytes):
+        if not header.strip():
+            raise PqlbotError("the file is empty (a CSV starts with a header: user_id,event,timestamp,...)")
         try:
             names = next(csv.reader([header.decode("utf-8-sig")]))
         except (UnicodeDecodeError, StopIteration, csv.Error):
@@ -238,7 +242,7 @@ def run(
                 chunk.clear()
             _save(db, key, path, offset, line_no, out, pipeline.clock(), finished)
             if progress is not None:
-                progress(offset, size, line_no)
+                progress(offset, size, line_no - (1 if parser is not None else 0))  # the header is no line of data
 
         offset, end, finished = start, start, True
         for offset, raw in _lines(fh, start):

@@ -60,7 +60,12 @@ def _check_slack_token(settings: Settings) -> None:
     from slack_sdk.errors import SlackApiError
 
     assert settings.slack_bot_token is not None
-    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=10)
+    # slack_sdk logs each failed attempt at ERROR itself; the one warning below says it plainly.
+    quiet = logging.getLogger("pqlbot.slack_check")
+    quiet.setLevel(logging.CRITICAL)
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=10, logger=quiet
+    )
     try:
         client.auth_test()
     except SlackApiError as exc:
@@ -70,7 +75,8 @@ def _check_slack_token(settings: Settings) -> None:
         logging.getLogger("pqlbot").warning("Slack answered auth.test with %s; starting anyway", code)
     except Exception as exc:  # Slack unreachable: start, deliveries retry until it answers
         logging.getLogger("pqlbot").warning(
-            "could not reach Slack at SLACK_API_URL (%s); alerts wait in the outbox until it answers",
+            "could not reach Slack at %s (%s); alerts wait in the outbox until it answers",
+            settings.slack_api_url,
             type(exc).__name__,
         )
 
@@ -124,6 +130,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.database and Path(args.database).exists():
         raise UserInputError(f"{args.database} exists already; give the demo a new file to keep its database in")
+    if args.database and not Path(args.database).resolve().parent.is_dir():
+        raise UserInputError(f"--database: the folder {Path(args.database).resolve().parent} does not exist")
     return run_demo(verbose=args.verbose, database=args.database)
 
 
@@ -267,11 +275,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int, lines: int) -> None:
         pct = done * 100 // max(1, total)
+        if last[0] >= 100:
+            return  # the end is shown once
         if tty:
-            sys.stderr.write(f"\rbackfill: {pct:3d}% ({lines:,} lines)" + ("\n" if done >= total else ""))
+            sys.stderr.write(f"\rbackfill: {pct:3d}% ({_n(lines, 'line')})" + ("\n" if done >= total else ""))
             sys.stderr.flush()
         elif pct // 10 != last[0] // 10 or done >= total:
-            sys.stderr.write(f"backfill: {pct}% ({lines:,} lines)\n")
+            sys.stderr.write(f"backfill: {pct}% ({_n(lines, 'line')})\n")
         last[0] = pct
 
     try:
