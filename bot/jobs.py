@@ -69,9 +69,16 @@ class JobRun:
 
     def complete(self, session: Session) -> None:
         """Record this due time as done, in the caller's transaction (so the job's effect and
-        "done" commit together: it happens exactly once)."""
-        jobs_store.finish(session=session, name=self.name, due=self.due, owner=self.owner, now=self.now)
+        "done" commit together: it happens exactly once). A process that lost its lease (paused
+        past it while another took over) raises LeaseLost: its transaction, effect and all, is
+        rolled back, because the other process has done or is doing the same work."""
+        if not jobs_store.finish(session=session, name=self.name, due=self.due, owner=self.owner, now=self.now):
+            raise LeaseLost(self.name)
         self.completed = True
+
+
+class LeaseLost(Exception):
+    """Another process holds (or has finished) this due time now."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,14 @@ class Scheduler:
             return False
         with self.services.db.write() as s:
             last = jobs_store.known(session=s, name=job.name, initial_due=None if job.catch_up_first else due)
+            if jobs_store.rewind(session=s, name=job.name, now=now, to=due, lease=job.lease):
+                log.warning(
+                    "%s last ran for %s, later than now (%s): the clock was ahead; going on from now",
+                    job.name,
+                    last.isoformat() if last else "an unknown time",
+                    now.isoformat(),
+                )
+                return False
             if last is not None and last >= due:
                 return False
             if not jobs_store.take(session=s, name=job.name, due=due, owner=self.owner, now=now, lease=job.lease):
@@ -119,13 +134,16 @@ class Scheduler:
         run = JobRun(job.name, due, previous, self.owner, now)
         try:
             job.run(self.services, run)
+            if not run.completed:
+                with self.services.db.write() as s:
+                    run.complete(s)
+        except LeaseLost:
+            log.warning("%s for %s was taken over by another process; this one's work is undone", job.name, due)
+            return False
         except Exception as exc:
             with self.services.db.write() as s:
                 jobs_store.fail(session=s, name=job.name, owner=self.owner, error=f"{type(exc).__name__}: {exc}")
             raise
-        if not run.completed:
-            with self.services.db.write() as s:
-                run.complete(s)
         return True
 
 

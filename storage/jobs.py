@@ -60,6 +60,21 @@ def finish(*, session: Session, name: str, due: datetime, owner: str, now: datet
     return affected(res) == 1
 
 
+def rewind(*, session: Session, name: str, now: datetime, to: datetime | None, lease: timedelta) -> bool:
+    """Undo what a clock running ahead left behind: a last due time later than `now` becomes
+    `to`, and a lease that runs out further ahead than a lease can is dropped. True when either
+    was found (without this, the job would wait for the wrong clock's date to come round)."""
+    ahead = session.execute(
+        update(JOB_STATE).where(JOB_STATE.c.name == name, JOB_STATE.c.last_due > now).values(last_due=to)
+    )
+    stale = session.execute(
+        update(JOB_STATE)
+        .where(JOB_STATE.c.name == name, JOB_STATE.c.lease_until > now + lease)
+        .values(lease_owner=None, lease_until=None)
+    )
+    return affected(ahead) + affected(stale) > 0
+
+
 def fail(*, session: Session, name: str, owner: str, error: str) -> None:
     """Give the lease back after a failure: the due time runs again at the next tick."""
     session.execute(

@@ -271,3 +271,41 @@ def test_two_schedulers_on_one_database_run_each_job_once(db_url: str) -> None:
         texts_posted = [m["text"] for m in slack.posted()]
         assert sum(t.startswith("Reminder") for t in texts_posted) == 1
         assert sum(t.startswith("Weekly PQL digest") for t in texts_posted) == 1
+
+
+def test_a_clock_that_ran_a_year_ahead_does_not_stop_the_jobs(db_url: str) -> None:
+    """An NTP or VM glitch once left last_due a year ahead: every job waited for that date."""
+    with freeze_time("2026-03-02 08:00:00") as clock, runtime(db_url) as (rt, _):
+        scheduler = Scheduler(rt.services, owner="a")
+        scheduler.tick()
+        clock.move_to("2027-03-01 09:30:00")  # the glitch: a Monday a year ahead
+        scheduler.tick()
+        clock.move_to("2026-03-02 08:10:00")  # corrected
+        scheduler.tick()  # notices, and goes on from now
+        clock.move_to("2026-03-02 09:15:00")
+        assert "reevaluate" in scheduler.tick()
+        clock.move_to("2026-03-09 09:00:00")
+        assert "weekly_digest" in scheduler.tick()
+        assert _due_runs(rt, "weekly_digest") == datetime(2026, 3, 9, 9, tzinfo=UTC)
+
+
+def test_a_process_paused_past_its_lease_posts_nothing_twice(db_url: str) -> None:
+    from bot import jobs
+
+    with freeze_time("2026-03-02 08:00:00") as clock, runtime(db_url) as (a, _), runtime(db_url) as (b, _):
+        first, second = Scheduler(a.services, owner="a"), Scheduler(b.services, owner="b")
+        first.tick()
+        clock.move_to("2026-03-09 09:00:00")
+        real = jobs.weekly_digest
+
+        def paused(services, run):  # type: ignore[no-untyped-def]
+            clock.tick(timedelta(minutes=30))  # a GC pause or a frozen VM, past the lease
+            assert "weekly_digest" in second.tick()  # the other replica takes the due time over
+            real(services, run)  # then this one wakes up and finishes its own
+
+        first.jobs = [
+            j if j.name != "weekly_digest" else jobs.Job(j.name, j.trigger, paused, j.catch_up_first, j.lease)
+            for j in first.jobs
+        ]
+        assert "weekly_digest" not in first.tick()
+        assert len(outbox(a, "digest")) == 1
