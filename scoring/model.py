@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from functools import cached_property
 from importlib import resources
 from typing import Annotated, Any
@@ -30,6 +31,9 @@ def _printable(value: str) -> str:
     characters (a NUL, a line break, a terminal escape)."""
     if _CONTROL.search(value):
         raise ValueError("contains a control character (such as a line break, tab or NUL)")
+    if any(unicodedata.category(ch) == "Cf" for ch in value):
+        # zero-width spaces, joiners and direction marks: a name that shows blank or reversed
+        raise ValueError("contains an invisible or text-direction character (such as a zero-width space)")
     return value
 
 

@@ -148,3 +148,18 @@ def test_workspace_admins_are_not_admins_by_default(server: LiveServer) -> None:
     server.slack.fail_next["users.info"] = [{"body": {"ok": True, "user": {"id": "UWSADMIN", "is_admin": True}}}]
     assert "Only pqlbot admins" in server.command("threshold 40", user="UWSADMIN")
     assert not server.slack.posted("users.info")
+
+
+def test_invisible_names_are_refused_and_make_no_version(server: LiveServer) -> None:
+    """A zero-width space once became a hand-raiser that showed blank in /pql model."""
+    before = server.command("model history")
+    for text in (
+        "handraiser add \u200b",
+        "handraiser add page \u200b",
+        "handraiser add path /\u200b",
+        'signal add f "\u200b" 1 1',
+        "handraiser add Up\u202egrade",
+    ):
+        out = server.command(text, user=ADMIN)
+        assert "invisible or text-direction character" in out, (text, out)
+    assert server.command("model history") == before
