@@ -207,7 +207,20 @@ def _claim(services: Services, caller: Caller, args: list[str]) -> Reply:
         if user is not None:
             kind, subject = (ACCOUNT, user.account_id) if user.account_id else (USER, user.id)
         else:
-            account = _find_account(s, query)
+            # A claim is not undone by a command: it takes an exact id, name, email or domain,
+            # never the first account whose name happens to contain the words.
+            exact = queries.find_accounts(session=s, query=query, partial=False)
+            if len(exact) > 1:
+                _find_account(s, query)  # says which several match
+            if not exact:
+                near = queries.find_accounts(session=s, query=query)
+                maybe = ", ".join(f"{a.name or a.external_id} (`{a.external_id}`)" for a in near[:5])
+                raise UserInputError(
+                    f"No account is exactly `{query[:80]}`"
+                    + (f"; did you mean {maybe}?" if maybe else ".")
+                    + " Claim with the account's id, full name or email domain."
+                )
+            account = exact[0]
             kind, subject = ACCOUNT, account.id
         lead = leads_store.ensure_leads(session=s, kind=kind, ids=[int(subject)], now=now)[int(subject)]  # type: ignore[arg-type]
         name = _subject_name(s, kind, int(subject))  # type: ignore[arg-type]

@@ -144,8 +144,9 @@ def find_user(*, session: Session, query: str) -> User | None:
     return found
 
 
-def find_accounts(*, session: Session, query: str, limit: int = 6) -> list[Account]:
-    """Accounts by id, name (case-insensitive, exact before partial) or email domain."""
+def find_accounts(*, session: Session, query: str, limit: int = 6, partial: bool = True) -> list[Account]:
+    """Accounts by id, name (case-insensitive, exact before partial) or email domain; without
+    `partial`, only exact matches."""
     q = " ".join(query.split())
     if not q:
         return []
@@ -175,6 +176,8 @@ def find_accounts(*, session: Session, query: str, limit: int = 6) -> list[Accou
         ).all()
         if by_email:
             return list(by_email)
+    if not partial:
+        return []
     pattern = "%" + _like(name_key(q)) + "%"
     return list(
         session.scalars(

@@ -342,6 +342,9 @@ def test_claim_command_claims_as_the_button_does(server: LiveServer) -> None:
     out = server.command("claim “northwind traders”", user=REP)
     assert f"Northwind Traders is already claimed by <@{OTHER_REP}>" in out
     assert len(_updates(server)) == 1
+    # A claim cannot be undone by a command: part of a name is not enough.
+    out = server.command("claim wind tra", user=REP)
+    assert "No account is exactly `wind tra`; did you mean Northwind Traders (`acct-northwind`)?" in out
 
 
 # --- slash commands ------------------------------------------------------------------------------
