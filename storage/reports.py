@@ -68,6 +68,50 @@ def take_reminders(*, session: Session, now: datetime, after: timedelta) -> list
         alert, lead = session.get(Alert, alert_id), session.get(Lead, lead_id)
         if alert is not None and lead is not None:
             out.append((alert, lead))
+    return out + _bundle_reminders(session=session, now=now, after=after)
+
+
+def _bundle_reminders(*, session: Session, now: datetime, after: timedelta) -> list[tuple[Alert, Lead]]:
+    """The leads a model change announced in one bundled message have no alert of their own:
+    each still unclaimed gets its reminder (with a Claim button) in the bundle's thread."""
+    bundles = session.execute(
+        select(ALERTS.c.id).where(
+            ALERTS.c.kind == "bundle",
+            ALERTS.c.status == "sent",
+            ALERTS.c.ts.is_not(None),
+            ALERTS.c.reminded_at.is_(None),
+            ALERTS.c.sent_at <= now - after,
+            ALERTS.c.sent_at > now - after - REMINDER_REACH,
+        )
+    ).all()
+    out = []
+    for (bundle_id,) in bundles:
+        res = session.execute(
+            update(ALERTS).where(ALERTS.c.id == bundle_id, ALERTS.c.reminded_at.is_(None)).values(reminded_at=now)
+        )
+        bundle = session.get(Alert, bundle_id)
+        if affected(res) != 1 or bundle is None:
+            continue
+        ids = [int(item["lead_id"]) for item in bundle.context.get("leads", []) if isinstance(item.get("lead_id"), int)]
+        if not ids:
+            continue
+        own_alert = select(ALERTS.c.id).where(ALERTS.c.lead_id == LEADS.c.id, ALERTS.c.kind.in_(ALERT_KINDS)).exists()
+        waiting = session.execute(
+            select(LEADS.c.id)
+            .where(
+                LEADS.c.id.in_(ids),
+                LEADS.c.claimed_by.is_(None),
+                LEADS.c.converted_at.is_(None),
+                LEADS.c.merged_into.is_(None),
+                LEADS.c.qualified.is_(True),
+                ~own_alert,  # announced since on its own: reminded there
+            )
+            .order_by(LEADS.c.id)
+        ).all()
+        for (lead_id,) in waiting:
+            lead = session.get(Lead, lead_id)
+            if lead is not None:
+                out.append((bundle, lead))
     return out
 
 

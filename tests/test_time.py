@@ -309,3 +309,27 @@ def test_a_process_paused_past_its_lease_posts_nothing_twice(db_url: str) -> Non
         ]
         assert "weekly_digest" not in first.tick()
         assert len(outbox(a, "digest")) == 1
+
+
+def test_leads_a_model_change_announced_together_each_get_a_reminder_in_its_thread(db_url: str) -> None:
+    from bot import model_admin
+
+    with freeze_time(START) as clock, runtime(db_url) as (rt, slack):
+        for n in (1, 2):
+            send(
+                rt,
+                event(f"u-{n}", kind="identify", email=f"p{n}@solo{n}.example", name=f"Solo {n}"),
+                event(f"u-{n}", "Integration Activated", integration="github"),
+            )
+        model_admin.set_threshold(rt.services, value="20", by="UADMIN01")
+        deliver(rt)
+        (bundle,) = outbox(rt, "bundle")
+        scheduler = Scheduler(rt.services, owner="test")
+        scheduler.tick()
+        for step in (timedelta(hours=24), timedelta(hours=6), timedelta(days=1)):
+            clock.tick(step)
+            scheduler.tick()
+            deliver(rt)
+        reminders = [m for m in slack.posted() if m["text"].startswith("Reminder")]
+        assert sorted(texts(m).split("*")[1] for m in reminders) == ["Solo 1", "Solo 2"]
+        assert all(m["thread_ts"] == bundle["ts"] for m in reminders)
