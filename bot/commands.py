@@ -23,7 +23,7 @@ from storage import ACCOUNT, USER, outbox, queries
 from storage import facts as facts_store
 from storage import leads as leads_store
 from storage.summary import display_name, summary
-from storage.tables import Account, Alert, User, pk
+from storage.tables import Account, Alert, Lead, User, pk
 
 log = logging.getLogger("pqlbot.commands")
 MAX_TOP = 50
@@ -38,6 +38,7 @@ class Update:
     channel: str
     ts: str
     message: Message
+    alert_id: int | None = None  # to render it again from the database just before sending
 
 
 @dataclass
@@ -261,12 +262,22 @@ def claim_lead(
                 return Reply(render("notice.json.j2", text=f"You already hold {name}."))
             return Reply(render("claimed_by_other.json.j2", name=name, holder=holder, at=lead.claimed_at, now=now))
         updates = [
-            Update(a.channel, a.ts, render_alert(a, claimed_by=user_id, now=now, session=s))  # type: ignore[arg-type]
+            Update(a.channel, a.ts, render_alert(a, claimed_by=user_id, now=now, session=s), a.id)  # type: ignore[arg-type]
             for a in alerts
             if a.channel and a.ts
         ]
     log.info("lead %s claimed", lead_id)
     return Reply(render("claimed.json.j2", name=name, user=user_id, updated=len(updates)), updates=updates)
+
+
+def current_alert(services: Services, alert_id: int) -> Message | None:
+    """An alert as the database says it should look now (its lead's claim, a bundle's claims)."""
+    with services.db.read() as s:
+        alert = s.get(Alert, alert_id)
+        if alert is None:
+            return None
+        lead = s.get(Lead, leads_store.resolve(session=s, lead_id=alert.lead_id)) if alert.lead_id is not None else None
+        return render_alert(alert, claimed_by=lead.claimed_by if lead else None, now=services.clock(), session=s)
 
 
 def render_alert(alert: Alert, *, claimed_by: str | None, now: datetime, session: Any = None) -> Message:

@@ -674,3 +674,37 @@ def test_rate_limited_alert_is_delivered_exactly_once(server: LiveServer) -> Non
     updated = wait_for(lambda: _updates(server))
     assert len(updated) == 1 and updated[0]["channel"] == CHANNEL and updated[0]["ts"]
     assert f"Claimed by <@{REP}>" in texts(updated[0])
+
+
+def test_reps_claiming_from_one_bundle_at_once_leave_it_showing_every_claim(server: LiveServer) -> None:
+    """Each claim once sent the bundle as it rendered inside its own transaction; an older
+    rendering could land last, leaving Claim buttons on leads already taken."""
+    import threading
+
+    send(
+        server,
+        *[
+            m
+            for i in range(12)
+            for m in (identify(f"u-b{i}", f"b{i}@solo{i}.example", f"Solo{i}"), integration(f"u-b{i}"))
+        ],
+    )
+    server.command("threshold 20", user=ADMIN)
+    bundle = wait_for(lambda: next((a for a in server.alerts() if "after a model change" in a["text"]), None))
+    assert bundle is not None, [a["text"] for a in server.alerts()]
+    presses = buttons(bundle)
+    assert len(presses) == 12
+    threads = [
+        threading.Thread(target=server.click, args=(bundle, b), kwargs={"user": f"UREP{i:04d}"})
+        for i, b in enumerate(presses)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+    def settled() -> list[dict[str, Any]]:
+        mine = [u for u in _updates(server) if u["ts"] == bundle["_ts"]]
+        return mine if mine and not buttons(mine[-1]) else []
+
+    assert settled() or wait_for(settled), buttons([u for u in _updates(server) if u["ts"] == bundle["_ts"]][-1])

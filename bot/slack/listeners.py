@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -26,12 +27,26 @@ def _oops() -> Reply:
     return commands.notice("Sorry, something went wrong on pqlbot's side; the error is in its log.")
 
 
-async def _apply_updates(client: AsyncWebClient, updates: list[Update]) -> None:
+_MESSAGE_LOCKS: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+async def _apply_updates(client: AsyncWebClient, updates: list[Update], services: Services | None = None) -> None:
+    """Replace alert messages after a claim. Claims on one message (a bundle lists many leads)
+    can finish in any order, so each update is rendered again from the database inside a lock
+    on that message: whichever is sent last shows every claim committed by then."""
     for u in updates:
-        try:
-            await client.chat_update(channel=u.channel, ts=u.ts, text=u.message.text, blocks=u.message.blocks)
-        except SlackApiError as exc:
-            log.warning("could not update alert %s in %s: %s", u.ts, u.channel, exc.response.get("error"))
+        lock = _MESSAGE_LOCKS.setdefault((u.channel, u.ts), asyncio.Lock())
+        async with lock:
+            message = u.message
+            if services is not None and u.alert_id is not None:
+                fresh = await anyio.to_thread.run_sync(commands.current_alert, services, u.alert_id)
+                message = fresh or message
+            try:
+                await client.chat_update(channel=u.channel, ts=u.ts, text=message.text, blocks=message.blocks)
+            except SlackApiError as exc:
+                log.warning("could not update alert %s in %s: %s", u.ts, u.channel, exc.response.get("error"))
+        if not lock.locked() and len(_MESSAGE_LOCKS) > 1000:
+            _MESSAGE_LOCKS.pop((u.channel, u.ts), None)
 
 
 _ADMIN_CACHE: dict[str, tuple[float, bool]] = {}
@@ -80,7 +95,7 @@ def register(app: AsyncApp, services: Services) -> None:
             response_type="in_channel" if reply.in_channel else "ephemeral",
             replace_original=False,
         )
-        await _apply_updates(client, reply.updates)
+        await _apply_updates(client, reply.updates, services)
 
     @app.action("claim_lead")
     async def claim(
@@ -109,10 +124,10 @@ def register(app: AsyncApp, services: Services) -> None:
             # An ephemeral message can only be changed through its response_url; the alerts in
             # the channel are updated as for any claim.
             await respond(text=reply.message.text, blocks=reply.message.blocks, replace_original=True)
-            await _apply_updates(client, reply.updates)
+            await _apply_updates(client, reply.updates, services)
             return
         if reply.updates:
-            await _apply_updates(client, reply.updates)
+            await _apply_updates(client, reply.updates, services)
         else:
             await respond(
                 text=reply.message.text, blocks=reply.message.blocks, replace_original=False, response_type="ephemeral"
