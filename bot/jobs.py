@@ -88,6 +88,9 @@ class Job:
     run: Callable[[Services, JobRun], None]
     catch_up_first: bool  # on first sight: run for the latest due time (True) or start from it
     lease: timedelta
+    # A calendar job's runs are at least this far apart: when PQLBOT_TIMEZONE moves its due
+    # times (Monday 09:00 in another zone), the period that already had its run is skipped.
+    min_gap: timedelta = timedelta(0)
 
 
 class Scheduler:
@@ -125,6 +128,16 @@ class Scheduler:
                 )
                 return False
             if last is not None and last >= due:
+                return False
+            if last is not None and due - last < job.min_gap:
+                log.warning(
+                    "%s ran for %s, less than %s before %s (did PQLBOT_TIMEZONE change?): this period has had it",
+                    job.name,
+                    last.isoformat(),
+                    job.min_gap,
+                    due.isoformat(),
+                )
+                jobs_store.skip(session=s, name=job.name, due=due)
                 return False
             if not jobs_store.take(session=s, name=job.name, due=due, owner=self.owner, now=now, lease=job.lease):
                 return False  # another process runs it
@@ -273,6 +286,7 @@ def default_jobs(services: Services) -> list[Job]:
             weekly_digest,
             catch_up_first=False,
             lease=timedelta(minutes=10),
+            min_gap=timedelta(days=6),
         ),
         Job(
             "monthly_report",
@@ -280,6 +294,7 @@ def default_jobs(services: Services) -> list[Job]:
             monthly_report,
             catch_up_first=False,
             lease=timedelta(minutes=10),
+            min_gap=timedelta(days=27),
         ),
     ]
 

@@ -75,6 +75,15 @@ def rewind(*, session: Session, name: str, now: datetime, to: datetime | None, l
     return affected(ahead) + affected(stale) > 0
 
 
+def skip(*, session: Session, name: str, due: datetime) -> None:
+    """Record `due` as done without running it."""
+    session.execute(
+        update(JOB_STATE)
+        .where(JOB_STATE.c.name == name, or_(JOB_STATE.c.last_due.is_(None), JOB_STATE.c.last_due < due))
+        .values(last_due=due)
+    )
+
+
 def fail(*, session: Session, name: str, owner: str, error: str) -> None:
     """Give the lease back after a failure: the due time runs again at the next tick."""
     session.execute(

@@ -333,3 +333,21 @@ def test_leads_a_model_change_announced_together_each_get_a_reminder_in_its_thre
         reminders = [m for m in slack.posted() if m["text"].startswith("Reminder")]
         assert sorted(texts(m).split("*")[1] for m in reminders) == ["Solo 1", "Solo 2"]
         assert all(m["thread_ts"] == bundle["ts"] for m in reminders)
+
+
+def test_moving_the_time_zone_west_posts_no_second_digest_that_week(db_url: str) -> None:
+    with freeze_time("2026-03-02 08:00:00") as clock:
+        with runtime(db_url) as (rt, _):
+            scheduler = Scheduler(rt.services, owner="utc")
+            scheduler.tick()
+            clock.move_to("2026-03-02 09:00:00")
+            assert "weekly_digest" in scheduler.tick()
+        # The same Monday, restarted with the team's own zone: 09:00 there is 17:00 UTC.
+        clock.move_to("2026-03-02 17:05:00")
+        with runtime(db_url, PQLBOT_TIMEZONE="America/Los_Angeles") as (rt, _):
+            scheduler = Scheduler(rt.services, owner="la")
+            assert not {"weekly_digest", "monthly_report"} & set(scheduler.tick())
+            assert len(outbox(rt, "digest")) == 1
+            clock.move_to("2026-03-09 16:05:00")  # next Monday 09:05 in Los Angeles (PDT)
+            assert "weekly_digest" in scheduler.tick()
+            assert len(outbox(rt, "digest")) == 2
