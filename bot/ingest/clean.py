@@ -48,6 +48,11 @@ def has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+def escape_controls(text: str) -> str:
+    """`text` with each control character written as its escape (a line break as `\\n`)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def identifier(value: Any, field: str) -> str | None:
     """A user, anonymous, group or message id: a non-junk string (numbers are accepted as text)."""
     if value is None:

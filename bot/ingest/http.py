@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import re
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -17,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from bot.ingest import segment, vendors
+from bot.ingest import clean, segment, vendors
 from bot.ingest.segment import BadRequest
 from scoring import Event
 from scoring.events import ONLY_GAPS
@@ -36,13 +35,12 @@ def error(status: int, message: str) -> JSONResponse:
 OK = {"success": True}
 NO_KEY = "missing or unknown write key (send it as the Basic auth user name)"
 BODY_SECONDS = 30  # a sender that has not finished its body by then is cut off (slow-loris)
-_UNLOGGABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def loggable(text: str, limit: int = 200) -> str:
     """`text` (from a client) safe for one log line: control characters escaped, so a sender
     cannot start a forged line of its own."""
-    return _UNLOGGABLE.sub(lambda m: repr(m.group())[1:-1], text[:limit])
+    return clean.escape_controls(text[:limit])
 
 
 def log_refusal(request: Request, status: int, message: str) -> None:
