@@ -33,12 +33,12 @@ MAX_STATS_MONTHS = 24
 
 @dataclass
 class Update:
-    """An alert message in the channel to replace (after a claim)."""
+    """An alert message in the channel to replace (after a claim): rendered from the database
+    just before it is sent (`current_alert`), so it shows every claim committed by then."""
 
     channel: str
     ts: str
-    message: Message
-    alert_id: int | None = None  # to render it again from the database just before sending
+    alert_id: int
 
 
 @dataclass
@@ -176,8 +176,17 @@ def _person(user: User) -> dict[str, Any]:
     }
 
 
-def _find_account(s: Any, query: str) -> Account:
-    found = queries.find_accounts(session=s, query=query)
+def _find_account(s: Any, query: str, *, exact: bool = False) -> Account:
+    """The one account `query` names; with `exact`, part of a name is not enough."""
+    found = queries.find_accounts(session=s, query=query, partial=not exact)
+    if not found and exact:
+        near = queries.find_accounts(session=s, query=query)
+        maybe = ", ".join(f"{a.name or a.external_id} (`{a.external_id}`)" for a in near[:5])
+        raise UserInputError(
+            f"No account is exactly `{query[:80]}`"
+            + (f"; did you mean {maybe}?" if maybe else ".")
+            + " Claim with the account's id, full name or email domain."
+        )
     if not found:
         raise UserInputError(f"No account matches `{query[:80]}` (try its id, its name or an email domain).")
     if len(found) > 1:
@@ -210,18 +219,7 @@ def _claim(services: Services, caller: Caller, args: list[str]) -> Reply:
         else:
             # A claim is not undone by a command: it takes an exact id, name, email or domain,
             # never the first account whose name happens to contain the words.
-            exact = queries.find_accounts(session=s, query=query, partial=False)
-            if len(exact) > 1:
-                _find_account(s, query)  # says which several match
-            if not exact:
-                near = queries.find_accounts(session=s, query=query)
-                maybe = ", ".join(f"{a.name or a.external_id} (`{a.external_id}`)" for a in near[:5])
-                raise UserInputError(
-                    f"No account is exactly `{query[:80]}`"
-                    + (f"; did you mean {maybe}?" if maybe else ".")
-                    + " Claim with the account's id, full name or email domain."
-                )
-            account = exact[0]
+            account = _find_account(s, query, exact=True)
             kind, subject = ACCOUNT, account.id
         lead = leads_store.ensure_leads(session=s, kind=kind, ids=[int(subject)], now=now)[int(subject)]  # type: ignore[arg-type]
         name = _subject_name(s, kind, int(subject))  # type: ignore[arg-type]
@@ -261,11 +259,7 @@ def claim_lead(
             if holder == user_id:
                 return Reply(render("notice.json.j2", text=f"You already hold {name}."))
             return Reply(render("claimed_by_other.json.j2", name=name, holder=holder, at=lead.claimed_at, now=now))
-        updates = [
-            Update(a.channel, a.ts, render_alert(a, claimed_by=user_id, now=now, session=s), a.id)  # type: ignore[arg-type]
-            for a in alerts
-            if a.channel and a.ts
-        ]
+        updates = [Update(a.channel, a.ts, pk(a)) for a in alerts if a.channel and a.ts]
     log.info("lead %s claimed", lead_id)
     return Reply(render("claimed.json.j2", name=name, user=user_id, updated=len(updates)), updates=updates)
 

@@ -30,21 +30,19 @@ def _oops() -> Reply:
 _MESSAGE_LOCKS: dict[tuple[str, str], asyncio.Lock] = {}
 
 
-async def _apply_updates(client: AsyncWebClient, updates: list[Update], services: Services | None = None) -> None:
+async def _apply_updates(client: AsyncWebClient, updates: list[Update], services: Services) -> None:
     """Replace alert messages after a claim. Claims on one message (a bundle lists many leads)
-    can finish in any order, so each update is rendered again from the database inside a lock
-    on that message: whichever is sent last shows every claim committed by then."""
+    can finish in any order, so each is rendered from the database inside a lock on that
+    message: whichever update is sent last shows every claim committed by then."""
     for u in updates:
         lock = _MESSAGE_LOCKS.setdefault((u.channel, u.ts), asyncio.Lock())
         async with lock:
-            message = u.message
-            if services is not None and u.alert_id is not None:
-                fresh = await anyio.to_thread.run_sync(commands.current_alert, services, u.alert_id)
-                message = fresh or message
-            try:
-                await client.chat_update(channel=u.channel, ts=u.ts, text=message.text, blocks=message.blocks)
-            except SlackApiError as exc:
-                log.warning("could not update alert %s in %s: %s", u.ts, u.channel, exc.response.get("error"))
+            message = await anyio.to_thread.run_sync(commands.current_alert, services, u.alert_id)
+            if message is not None:
+                try:
+                    await client.chat_update(channel=u.channel, ts=u.ts, text=message.text, blocks=message.blocks)
+                except SlackApiError as exc:
+                    log.warning("could not update alert %s in %s: %s", u.ts, u.channel, exc.response.get("error"))
         if not lock.locked() and len(_MESSAGE_LOCKS) > 1000:
             _MESSAGE_LOCKS.pop((u.channel, u.ts), None)
 
