@@ -18,7 +18,7 @@ import io
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -202,6 +202,32 @@ def _convert(session: Session, kind: str, subject_id: int, at: datetime) -> None
     mark_converted(session=session, kind=kind, subject_id=subject_id, at=at)
 
 
+def _subjects(users: list[tuple[int, int | None]], account: int | None) -> list[tuple[str, int]]:
+    """Who a row makes a customer: the users it names, their accounts, and the account it names."""
+    accounts = {a for _, a in users if a is not None} | ({account} if account is not None else set())
+    return [(USER, u) for u, _ in users] + [(ACCOUNT, a) for a in sorted(accounts)]
+
+
+def _known_conversions(
+    session: Session,
+    resolved: list[tuple[Row, list[tuple[int, int | None]], int | None]],
+    earliest: dict[tuple[str, int], datetime],
+    never: datetime,
+) -> None:
+    """Each newly named subject's recorded conversion time (`never` for none) into `earliest`,
+    with one query per kind for the whole chunk."""
+    wanted: dict[str, set[int]] = {USER: set(), ACCOUNT: set()}
+    for _, users, account in resolved:
+        for kind, subject_id in _subjects(users, account):
+            wanted[kind].add(subject_id)
+    for kind, table in ((USER, USERS), (ACCOUNT, ACCOUNTS)):
+        ids = [i for i in wanted[kind] if (kind, i) not in earliest]
+        for part in chunks(ids, 500):
+            found = dict(session.execute(select(table.c.id, table.c.customer_since).where(table.c.id.in_(part))).all())
+            for i in part:
+                earliest[(kind, i)] = found.get(i) or never
+
+
 def record(
     db: Database, rows: Iterable[Row], *, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
 ) -> Outcome:
@@ -212,26 +238,20 @@ def record(
     out = Outcome(rows=len(rows))
     earliest: dict[tuple[str, int], datetime] = {}  # what each subject's conversion time becomes
     done = 0
+    never = datetime.max.replace(tzinfo=UTC)
     for part in chunks(rows, 1000):
         with db.read() as s:
-            for row in part:
-                users, account = _resolve(s, row)
+            resolved = [(row, *_resolve(s, row)) for row in part]
+            _known_conversions(s, resolved, earliest, never)
+            for row, users, account in resolved:
                 if not users and account is None:
                     out.missing.append(row)
                     continue
-                accounts = {a for _, a in users if a is not None} | ({account} if account is not None else set())
-                subjects = [(USER, u) for u, _ in users] + [(ACCOUNT, a) for a in accounts]
                 changed = False
-                for kind, subject_id in subjects:
-                    if (kind, subject_id) not in earliest:
-                        table = USERS if kind == USER else ACCOUNTS
-                        current = s.scalar(select(table.c.customer_since).where(table.c.id == subject_id))
-                        earliest[(kind, subject_id)] = (
-                            current if current is not None else datetime.max.replace(tzinfo=row.at.tzinfo)
-                        )
-                    if row.at < earliest[(kind, subject_id)]:
-                        earliest[(kind, subject_id)] = row.at
-                        (out.users if kind == USER else out.accounts).add(subject_id)
+                for key in _subjects(users, account):
+                    if row.at < earliest[key]:
+                        earliest[key] = row.at
+                        (out.users if key[0] == USER else out.accounts).add(key[1])
                         changed = True
                 if not changed:
                     out.already += 1
