@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from freezegun import freeze_time
 from sqlalchemy import select
@@ -218,13 +219,18 @@ def test_monthly_report_counts_cohorts_by_local_month_across_a_dst_change(db_url
         assert any(m["text"].startswith("Monthly PQL report for October 2026") for m in slack.posted())
 
 
+def _a_first_monday_digest(db_url: str, clock: Any) -> None:
+    """A new install at 08:00 on Monday 2 March 2026 (UTC) posts its first digest at 09:00."""
+    with runtime(db_url) as (rt, _):
+        scheduler = Scheduler(rt.services, owner="first")
+        scheduler.tick()
+        clock.move_to("2026-03-02 09:00:00")
+        assert "weekly_digest" in scheduler.tick()
+
+
 def test_a_job_missed_during_downtime_runs_once_after_a_restart(db_url: str) -> None:
     with freeze_time("2026-03-02 08:00:00") as clock:
-        with runtime(db_url) as (rt, _):
-            scheduler = Scheduler(rt.services, owner="first")
-            scheduler.tick()
-            clock.move_to("2026-03-02 09:00:00")
-            assert "weekly_digest" in scheduler.tick()
+        _a_first_monday_digest(db_url, clock)
         # pqlbot is down for three Mondays, then starts again (a new process).
         clock.move_to("2026-03-25 10:00:00")
         with runtime(db_url) as (rt, _):
@@ -337,11 +343,7 @@ def test_leads_a_model_change_announced_together_each_get_a_reminder_in_its_thre
 
 def test_moving_the_time_zone_west_posts_no_second_digest_that_week(db_url: str) -> None:
     with freeze_time("2026-03-02 08:00:00") as clock:
-        with runtime(db_url) as (rt, _):
-            scheduler = Scheduler(rt.services, owner="utc")
-            scheduler.tick()
-            clock.move_to("2026-03-02 09:00:00")
-            assert "weekly_digest" in scheduler.tick()
+        _a_first_monday_digest(db_url, clock)
         # The same Monday, restarted with the team's own zone: 09:00 there is 17:00 UTC.
         clock.move_to("2026-03-02 17:05:00")
         with runtime(db_url, PQLBOT_TIMEZONE="America/Los_Angeles") as (rt, _):
